@@ -6,6 +6,17 @@ CACHE := .cache
 APT_PACKAGES := qemu-system-x86 qemu-utils busybox-static cpio e2fsprogs acpica-tools \
                 xenstore-utils fio iperf3 socat gcc libc6-dev
 
+# Components add their own targets in mk/<component>.mk and register them here:
+#   BENCH_TARGETS       run by `make bench`
+#   FUZZ_TARGETS        long fuzz runs, run by `make fuzz`
+#   FUZZ_SHORT_TARGETS  short fuzz runs, part of `make test`
+#   CHECK_TARGETS       other checks that are part of `make test` (e.g. generated-code drift)
+BENCH_TARGETS :=
+FUZZ_TARGETS :=
+FUZZ_SHORT_TARGETS :=
+CHECK_TARGETS :=
+-include $(sort $(wildcard mk/*.mk))
+
 .PHONY: help setup build typecheck lint unit hosttest test images hostvm demo bench fuzz loc probe clean
 
 help:
@@ -56,7 +67,7 @@ probe: build
 hosttest: images
 	npx vitest run --config vitest.host.config.ts
 
-test: typecheck lint unit hosttest
+test: typecheck lint $(CHECK_TARGETS) unit $(FUZZ_SHORT_TARGETS) hosttest
 
 demo: images
 	$(NODE) dist/testhost/cli.js demo
@@ -65,11 +76,9 @@ loc:
 	@find microhv -name '*.ts' ! -name '*.test.ts' ! -name 'testing.ts' ! -path '*/gen/*' -print0 \
 	  | xargs -0 cat | grep -cvE '^\s*($$|//|\*|/\*)' | awk '{ printf "microhv core: %d of 5000 lines\n", $$1; if ($$1 > 5000) exit 1 }'
 
-bench: build
-	@echo "bench: no benchmarks yet"; exit 1
+bench: build $(BENCH_TARGETS)
 
-fuzz: build
-	@echo "fuzz: no fuzz targets yet"; exit 1
+fuzz: build $(FUZZ_TARGETS)
 
 clean:
 	rm -rf dist $(CACHE)
