@@ -1,0 +1,57 @@
+#!/bin/sh
+# /init of the embedded default guest. It loads the virtio modules, runs the
+# scenario named on the kernel command line (microhv.scenario=NAME, arguments
+# in microhv.args=A,B,...) and powers off. Every line it prints starts with
+# "microhv-guest:" so that tests can pick them out of the console.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /tmp /dev/pts && mount -t tmpfs tmpfs /tmp
+say() { echo "microhv-guest: $*"; }
+say "init started"
+
+while read -r m; do
+  insmod "/lib/modules/$m" 2>/dev/null || say "insmod $m failed"
+done < /etc/modules.order
+
+scenario=hello
+args=
+for word in $(cat /proc/cmdline); do
+  case "$word" in
+    microhv.scenario=*) scenario=${word#microhv.scenario=} ;;
+    microhv.args=*) args=$(echo "${word#microhv.args=}" | tr , ' ') ;;
+  esac
+done
+say "scenario $scenario"
+
+rc=0
+case "$scenario" in
+  hello)
+    say "kernel $(uname -r)"
+    say "cpus online $(cat /sys/devices/system/cpu/online) count $(grep -c ^processor /proc/cpuinfo)"
+    say "virtio devices $(ls /sys/bus/virtio/devices 2>/dev/null | wc -l)"
+    ;;
+  count)
+    # count N DELAY: N numbered lines, DELAY seconds apart (busybox sleep takes fractions).
+    set -- $args
+    n=${1:-100}; delay=${2:-0}; i=1
+    while [ "$i" -le "$n" ]; do say "line $i"; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
+    ;;
+  tools)
+    fio --version >/dev/null && say "fio $(fio --version)" || rc=1
+    iperf3 --version >/dev/null && say "$(iperf3 --version | head -1)" || rc=1
+    ;;
+  shell)
+    say "interactive shell on the console; 'poweroff -f' ends the guest"
+    setsid cttyhack sh
+    ;;
+  reboot)
+    say "rebooting"; reboot -f ;;
+  *)
+    say "unknown scenario $scenario"; rc=2 ;;
+esac
+say "scenario $scenario done rc=$rc"
+sync
+poweroff -f
+while :; do sleep 1; done

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Test host, stage 2 (on the read-only project image): run the one command
+# handed in through fw_cfg, with its output on the virtio console, then report
+# its exit status and power off. The runner on the build machine parses the
+# two @@ marker lines; everything between them is the command's output.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export HOME=/tmp
+for d in /tmp /run /var/tmp /var/log; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
+ip link set lo up 2>/dev/null
+hostname testhost
+port=/dev/hvc0
+stty -F "$port" raw -echo 2>/dev/null
+cmdfile=/sys/firmware/qemu_fw_cfg/by_name/opt/microhv/cmd/raw
+if [ ! -r "$cmdfile" ]; then
+  echo "testhost: no command in fw_cfg" > "$port"; echo "@@microhv-testhost-exit=125@@" > "$port"; poweroff -f
+fi
+cp "$cmdfile" /run/cmd
+echo "@@microhv-testhost-ready@@" > "$port"
+cd /opt/microhv
+sh /run/cmd < /dev/null > "$port" 2>&1
+rc=$?
+echo "@@microhv-testhost-exit=$rc@@" > "$port"
+sync
+poweroff -f

@@ -1,0 +1,69 @@
+// `node dist/testhost/cli.js run [options] -- COMMAND`: runs one shell command
+// inside the test host, streaming its output and exiting with its status.
+import { runInTestHost, TestHostError, type Accel } from './testhost.js';
+import { buildTestHost } from '../images/build.js';
+import { qemuGuestCommand } from './peer.js';
+
+const USAGE = `usage: testhost run [--timeout SECONDS] [--smp N] [--mem MIB] [--accel tcg|kvm] -- COMMAND...
+       testhost demo
+  run    boot the test host, run COMMAND (a shell command, in /opt/microhv) inside it,
+         stream its output and exit with its status (124 on timeout).
+  demo   boot the embedded default guest inside the test host and show its console.`;
+
+interface Parsed { cmd: string; timeoutMs: number; smp: number; memMiB: number; accel?: Accel; rest: string[] }
+
+function parse(argv: string[]): Parsed {
+  const p: Parsed = { cmd: argv[0] ?? '', timeoutMs: 300_000, smp: 2, memMiB: 2048, rest: [] };
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    const num = (name: string, min: number): number => {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}`);
+      return n;
+    };
+    if (a === '--') { p.rest = argv.slice(i + 1); break; }
+    else if (a === '--timeout') p.timeoutMs = num('--timeout', 1) * 1000;
+    else if (a === '--smp') p.smp = num('--smp', 1);
+    else if (a === '--mem') p.memMiB = num('--mem', 256);
+    else if (a === '--accel') { const v = value(); if (v !== 'tcg' && v !== 'kvm') throw new Error('--accel is tcg or kvm'); p.accel = v; }
+    else p.rest = argv.slice(i);
+    if (p.rest.length) break;
+  }
+  return p;
+}
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') { console.log(USAGE); return argv.length === 0 ? 2 : 0; }
+  const p = parse(argv);
+  let command: string;
+  if (p.cmd === 'run') {
+    command = p.rest.join(' ').trim();
+    if (!command) throw new Error('run needs a command after --');
+  } else if (p.cmd === 'demo') {
+    console.log('demo: booting the embedded default guest under QEMU/KVM inside the test host');
+    command = qemuGuestCommand({ scenario: 'hello', timeoutS: Math.floor(p.timeoutMs / 1000) - 60 });
+  } else {
+    throw new Error(`unknown command '${p.cmd}' (try --help)`);
+  }
+  const image = buildTestHost((s) => console.error(s));
+  const r = await runInTestHost({ command, image, timeoutMs: p.timeoutMs, smp: p.smp, memMiB: p.memMiB, accel: p.accel, onOutput: (t) => process.stdout.write(t) });
+  console.error(`testhost: ${r.accel}, booted in ${(r.bootMs / 1000).toFixed(1)} s, total ${(r.totalMs / 1000).toFixed(1)} s, exit ${r.exitCode}`);
+  return r.exitCode;
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {
+  if (err instanceof TestHostError) {
+    console.error(`testhost: ${err.message}`);
+    if (err.kernelLogTail) console.error(`--- test host kernel log (tail) ---\n${err.kernelLogTail}`);
+    process.exitCode = err.code === 'TIMEOUT' || err.code === 'BOOT_TIMEOUT' ? 124 : 1;
+  } else {
+    console.error(`testhost: ${(err as Error).message}`);
+    process.exitCode = 2;
+  }
+});
