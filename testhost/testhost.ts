@@ -11,9 +11,12 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { which, ImageError } from '../images/stage.js';
+import { ConsoleParser } from './markers.js';
 
 export type TestHostErrorCode = 'MISSING_TOOL' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED';
 export class TestHostError extends Error {
+  /** QEMU's pid, where it was started (it is dead by the time this is thrown). */
+  qemuPid: number | undefined;
   constructor(readonly code: TestHostErrorCode, message: string, readonly kernelLogTail = '', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TestHostError';
@@ -41,10 +44,9 @@ export interface RunResult {
   readonly totalMs: number;
   readonly accel: Accel;
   readonly kernelLog: string;
+  readonly qemuPid: number;
 }
 
-const READY = '@@microhv-testhost-ready@@';
-const EXIT = '@@microhv-testhost-exit=';
 
 /** Every QEMU we started and that still runs; killed if this process exits. */
 const live = new Set<ChildProcess>();
@@ -108,11 +110,10 @@ export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
   try {
     return await new Promise<RunResult>((resolve, reject) => {
       const decoder = new StringDecoder('utf8');
-      let pending = '';
+      const parser = new ConsoleParser();
       let output = '';
       let stderr = '';
       let bootMs = -1;
-      let exitCode: number | undefined;
       let failure: TestHostError | undefined;
       const fail = (e: TestHostError): void => { failure ??= e; child.kill('SIGKILL'); };
       const emit = (text: string): void => { if (text) { output += text; opts.onOutput?.(text); } };
@@ -125,30 +126,8 @@ export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
       }, timeoutMs);
 
       child.stdout!.on('data', (chunk: Buffer) => {
-        pending += decoder.write(chunk);
-        if (bootMs < 0) {
-          const r = pending.indexOf(READY);
-          if (r < 0) return;
-          bootMs = performance.now() - t0;
-          pending = pending.slice(r + READY.length).replace(/^\r?\n/, '');
-        }
-        if (exitCode !== undefined) return;
-        const e = pending.indexOf(EXIT);
-        if (e >= 0) {
-          const m = /^(-?\d+)@@/.exec(pending.slice(e + EXIT.length));
-          if (!m) return; // marker not complete yet
-          emit(pending.slice(0, e));
-          exitCode = Number(m[1]);
-          pending = '';
-          return;
-        }
-        // Hold back a tail that could be the start of the exit marker.
-        let keep = 0;
-        for (let k = Math.min(EXIT.length - 1, pending.length); k > 0; k--) {
-          if (EXIT.startsWith(pending.slice(-k))) { keep = k; break; }
-        }
-        emit(pending.slice(0, pending.length - keep));
-        pending = pending.slice(pending.length - keep);
+        emit(parser.feed(decoder.write(chunk)));
+        if (parser.ready && bootMs < 0) bootMs = performance.now() - t0;
       });
       child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
       child.on('error', (err) => fail(new TestHostError('QEMU_FAILED', `cannot start QEMU: ${err.message}`, '', { cause: err })));
@@ -156,13 +135,16 @@ export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
         clearTimeout(timer);
         clearTimeout(bootTimer);
         live.delete(child);
-        if (failure) return reject(failure);
+        if (failure) { failure.qemuPid = child.pid; return reject(failure); }
+        const exitCode = parser.exitCode;
         if (exitCode === undefined) {
-          return reject(new TestHostError(bootMs < 0 ? 'QEMU_FAILED' : 'NO_EXIT_STATUS',
+          const e = new TestHostError(bootMs < 0 ? 'QEMU_FAILED' : 'NO_EXIT_STATUS',
             `test host ended (QEMU ${signal ? `signal ${signal}` : `exit ${code}`}) without reporting the command's exit status${stderr.trim() ? `: ${stderr.trim()}` : ''}`,
-            tail(kernelLog())));
+            tail(kernelLog()));
+          e.qemuPid = child.pid;
+          return reject(e);
         }
-        resolve({ exitCode, output, bootMs, totalMs: performance.now() - t0, accel, kernelLog: kernelLog() });
+        resolve({ exitCode, output, bootMs, totalMs: performance.now() - t0, accel, kernelLog: kernelLog(), qemuPid: child.pid ?? -1 });
       });
     });
   } finally {

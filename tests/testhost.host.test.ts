@@ -1,0 +1,51 @@
+// The test host itself: exit statuses come back, a hung command is killed at
+// its timeout with no QEMU left behind, and QEMU/KVM inside it boots the
+// embedded default guest (the performance peer of later benchmarks).
+import { beforeAll, describe, expect, test } from 'vitest';
+import { buildTestHost, type TestHostImage } from '../images/build.js';
+import { runInTestHost, TestHostError } from '../testhost/testhost.js';
+import { qemuGuestCommand } from '../testhost/peer.js';
+
+let image: TestHostImage;
+beforeAll(() => { image = buildTestHost(); });
+
+const alive = (pid: number): boolean => {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+};
+
+describe('test host', () => {
+  test('runs_a_command_with_real_kvm_and_returns_its_nonzero_status', async () => {
+    const r = await runInTestHost({ image, command: 'test -c /dev/kvm && grep -qw svm /proc/cpuinfo && echo kvm-ok; echo to-stderr >&2; exit 7', timeoutMs: 180_000 });
+    expect(r.exitCode).toBe(7);
+    expect(r.output).toContain('kvm-ok');
+    expect(r.output).toContain('to-stderr');
+    expect(alive(r.qemuPid)).toBe(false);
+  });
+
+  test('kills_a_hung_command_at_its_timeout_and_leaves_no_qemu', async () => {
+    const started = performance.now();
+    const err = await runInTestHost({ image, command: 'echo started; sleep 100000', timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(TestHostError);
+    const e = err as TestHostError;
+    expect(e.code).toBe('TIMEOUT');
+    expect(e.message).toMatch(/did not finish within 20 s.*QEMU was killed/);
+    expect(performance.now() - started).toBeLessThan(35_000);
+    expect(e.qemuPid).toBeGreaterThan(0);
+    expect(alive(e.qemuPid!)).toBe(false);
+  });
+
+  test('qemu_kvm_boots_the_embedded_guest_to_its_init_with_its_tools', async () => {
+    const r = await runInTestHost({ image, command: qemuGuestCommand({ scenario: 'tools', timeoutS: 200 }), timeoutMs: 300_000 });
+    expect(r.output).toContain('microhv-guest: init started');
+    expect(r.output).toMatch(/microhv-guest: fio fio-\d/);
+    expect(r.output).toMatch(/microhv-guest: iperf 3\./);
+    expect(r.output).toContain('microhv-guest: scenario tools done rc=0');
+    expect(r.exitCode).toBe(0);
+  });
+
+  test('qemu_kvm_guest_brings_both_cpus_online', async () => {
+    const r = await runInTestHost({ image, command: qemuGuestCommand({ scenario: 'hello', smp: 2, timeoutS: 200 }), timeoutMs: 300_000 });
+    expect(r.output).toContain('microhv-guest: cpus online 0-1 count 2');
+    expect(r.exitCode).toBe(0);
+  });
+});
