@@ -202,3 +202,15 @@ export function oneArg(payload: Buffer): string | undefined {
   if (nul !== payload.length - 1) return undefined;
   return payload.toString('utf8', 0, nul);
 }
+
+/** Decodes a buffer holding only whole frames (tests and tools). */
+export function decodeFrames(buf: Buffer): Frame[] {
+  const dec = new FrameDecoder();
+  dec.push(buf);
+  const out: Frame[] = [];
+  for (;;) {
+    const r = dec.next();
+    if (r.kind !== 'frame') return out;
+    out.push(r.frame);
+  }
+}
