@@ -39,6 +39,11 @@ type KeysOf<L extends Layout, T> = { [K in keyof Fields<L>]: Fields<L>[K] extend
 type NestedOf<F> = F extends Nested<infer N> ? N : never;
 type ValueOf<F> = F extends Scalar<'u64'> ? bigint : number;
 
+/** The scalar fields of a struct as a plain object (u64 as bigint). */
+export type ScalarValues<L extends Layout> = { [K in KeysOf<L, Scalar>]: ValueOf<Fields<L>[K]> };
+
+const isScalar = (f: Field): f is Scalar => f.kind !== 'bytes' && f.kind !== 'struct';
+
 /** A typed window onto one struct instance inside a buffer; no copy. */
 export class StructView<L extends Layout> {
   private readonly dv: DataView;
@@ -81,6 +86,22 @@ export class StructView<L extends Layout> {
       // BigInt.asUintN lets callers pass negative sentinels (e.g. -1n) as two's complement.
       case 'u64': this.dv.setBigUint64(at, BigInt.asUintN(64, BigInt(value)), true); break;
       default: { const never: never = f.kind; throw new Error(`unknown kind ${String(never)}`); }
+    }
+    return this;
+  }
+
+  toObject(): ScalarValues<L> {
+    const out: Record<string, number | bigint> = {};
+    for (const [key, f] of Object.entries(this.layout.fields)) if (isScalar(f)) out[key] = this.get(key as KeysOf<L, Scalar>);
+    return out as ScalarValues<L>;
+  }
+
+  /** Writes every scalar present in `values`; other fields keep their bytes. */
+  assign(values: Partial<ScalarValues<L>>): this {
+    for (const [key, v] of Object.entries(values)) {
+      const f = this.layout.fields[key];
+      if (f === undefined || !isScalar(f)) throw new RangeError(`${this.layout.name} has no scalar field ${key}`);
+      if (v !== undefined) this.set(key as KeysOf<L, Scalar>, v as ValueOf<Fields<L>[KeysOf<L, Scalar>]>);
     }
     return this;
   }
