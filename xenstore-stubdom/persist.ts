@@ -244,14 +244,14 @@ export class Journal implements JournalSink {
       setImmediate(() => this.flushLoop());
     }
     if (!this.snapshotting && (this.recordsSinceSnapshot >= this.snapshotEveryRecords || this.bytesSinceSnapshot >= this.snapshotEveryBytes)) {
-      this.snapshot();
+      void this.snapshot();
     }
     return seq;
   }
 
   /** Starts a snapshot at a new epoch; records appended from now on go to the new journal. */
-  snapshot(): void {
-    if (this.snapshotting) return;
+  snapshot(): Promise<void> {
+    if (this.snapshotting) return Promise.resolve();
     this.snapshotting = true;
     const epoch = this.epoch + 1;
     const image = encodeSnapshot(this.state, epoch);
@@ -259,7 +259,7 @@ export class Journal implements JournalSink {
     this.recordsSinceSnapshot = 0;
     this.bytesSinceSnapshot = 0;
     const tmp = path.join(this.dir, `${SNAPSHOT}.tmp`);
-    void (async () => {
+    return (async () => {
       try {
         const fh = await fs.promises.open(tmp, 'w', 0o600);
         try {

@@ -44,7 +44,7 @@ export class Server {
     this.daemon = new Xenstored(state, this.journal, {
       domainIntroduced: (domid) => this.listenDomain(domid),
       domainReleased: (domid) => this.unlistenDomain(domid),
-      snapshot: () => this.journal.snapshot(),
+      snapshot: () => void this.journal.snapshot(),
       log: opts.log,
     });
     this.journal.onDurable(() => {
