@@ -2,6 +2,7 @@
 //   --socket PATH        main (dom0) socket; default $XENSTORED_PATH, else /var/run/xenstored/socket
 //   --state-dir DIR      journal and snapshot; default $XENSTORED_STATE_DIR, else /var/lib/microhv/xenstore
 //   --domain-sockets DIR per-domain sockets, created on INTRODUCE
+//   --tx-timeout-ms N    discard transactions left open longer (default 60000)
 // Prints "xenstored ready <socket>" on stdout once it accepts connections.
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from './config.js';
@@ -13,6 +14,7 @@ function main(): void {
       socket: { type: 'string' },
       'state-dir': { type: 'string' },
       'domain-sockets': { type: 'string' },
+      'tx-timeout-ms': { type: 'string' },
     },
     strict: true,
   });
@@ -23,7 +25,7 @@ function main(): void {
     socketPath: values.socket ?? process.env['XENSTORED_PATH'] ?? '/var/run/xenstored/socket',
     stateDir: values['state-dir'] ?? process.env['XENSTORED_STATE_DIR'] ?? '/var/lib/microhv/xenstore',
     domainSocketDir: values['domain-sockets'],
-    limits: { ...DEFAULT_LIMITS },
+    limits: { ...DEFAULT_LIMITS, transactionTimeoutMs: Number(values['tx-timeout-ms'] ?? DEFAULT_LIMITS.transactionTimeoutMs) },
     log,
     onFatal: (e) => {
       // Never acknowledge what cannot be made durable: die and let the supervisor restart us.
