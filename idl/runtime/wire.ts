@@ -307,6 +307,13 @@ export class Writer {
     this.bytes(utf8Encoder.encode(v));
   }
 
+  /** Appends n zero bytes, to be overwritten later (e.g. a frame header). */
+  reserve(n: number): void {
+    this.ensure(n);
+    this.buf.fill(0, this.pos, this.pos + n);
+    this.pos += n;
+  }
+
   /** Starts a length-delimited block; pass the result to endLength. */
   beginLength(): number {
     // Reserve one byte; most submessages are shorter than 128 bytes.
