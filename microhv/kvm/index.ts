@@ -133,7 +133,11 @@ export class Vm {
     kvmIoctl('KVM_SET_GSI_ROUTING', this.fd, KVM_IOCTL.SET_GSI_ROUTING, head.buffer);
   }
 
-  /** Signalling `fd` injects `gsi`. With `resampleFd`, a level-triggered line: KVM signals it on EOI so the source can re-assert. */
+  /**
+   * Signalling `fd` injects `gsi`. With `resampleFd`, a level-triggered line: KVM signals it on
+   * EOI so the source can re-assert. KVM accepts resampling only with its full in-kernel
+   * irqchip; under the split irqchip it fails with EINVAL and level lines use KVM_EXIT_IOAPIC_EOI.
+   */
   irqfd(o: { fd: number; gsi: number; resampleFd?: number; deassign?: boolean }): void {
     const flags = (o.deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0) | (o.resampleFd !== undefined ? KVM_IRQFD_FLAG_RESAMPLE : 0);
     const v = StructView.alloc(KVM_IRQFD).assign({ fd: o.fd, gsi: o.gsi, flags, resamplefd: o.resampleFd ?? 0 });

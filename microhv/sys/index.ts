@@ -98,7 +98,12 @@ export interface Mapping {
   readonly buffer: ArrayBuffer;
 }
 
+// koffi aborts the whole process when asked for a view above 4 GiB; refuse before mapping.
+// Larger guest RAM is mapped as several regions.
+const MAX_MAPPING = 2 ** 32;
+
 export function mmap(length: number, prot: number, flags: number, fd: number, offset: number | bigint): Mapping {
+  if (!Number.isInteger(length) || length <= 0 || length > MAX_MAPPING) throw argError('mmap', EINVAL, `length ${length} outside 1..${MAX_MAPPING}`);
   const addr = c.mmap(null, length, prot, flags, fd, BigInt(offset)) as bigint;
   if (addr === MAP_FAILED) throw new SysError('mmap', koffi.errno());
   return { addr, length, buffer: koffi.view(addr, length) };

@@ -44,6 +44,24 @@ describe('memfd', () => {
     close(fd);
   });
 
+  it('refuses_a_mapping_too_large_to_view_without_mapping_it', () => {
+    // Act / Assert
+    expect(() => mmap(2 ** 32 + 4096, PROT_READ, consts.MAP_PRIVATE | consts.MAP_ANONYMOUS | consts.MAP_NORESERVE, -1, 0))
+      .toThrow(expect.objectContaining({ syscall: 'mmap', errnoName: 'EINVAL' }));
+  });
+
+  it('maps_exactly_4_gib_as_one_view', () => {
+    // Arrange
+    const m = mmap(2 ** 32, PROT_READ | PROT_WRITE, consts.MAP_PRIVATE | consts.MAP_ANONYMOUS | consts.MAP_NORESERVE, -1, 0);
+    // Act
+    const last = new Uint8Array(m.buffer, 2 ** 32 - 1, 1);
+    last[0] = 7;
+    // Assert
+    expect(m.buffer.byteLength).toBe(2 ** 32);
+    expect(last[0]).toBe(7);
+    munmap(m);
+  });
+
   it('reports_mmap_failure_as_sys_error', () => {
     // Act / Assert
     expect(() => mmap(4096, PROT_READ, MAP_SHARED, -1, 0)).toThrow(expect.objectContaining({ syscall: 'mmap', errnoName: 'EBADF' }));
