@@ -174,7 +174,8 @@ export function epollWait(epfd: number, maxEvents: number, timeoutMs: number): E
 /**
  * epoll_wait on koffi's worker pool, so the event loop keeps running: this is how fds that
  * Node cannot watch itself (eventfds, raw sockets) deliver readiness into JS. The event
- * buffer is native memory owned by this call until the callback has run.
+ * buffer is native memory owned by this call until the callback has run. Each call in
+ * flight holds one thread of koffi's small pool until it returns, so keep timeouts bounded.
  */
 export function epollWaitAsync(epfd: number, maxEvents: number, timeoutMs: number): Promise<EpollEvent[]> {
   checkMaxEvents(maxEvents);
@@ -231,6 +232,7 @@ export function waitid(idtype: number, id: number, options: number): { pid: numb
   return pid === 0 ? null : { pid, code: info.get('code'), status: info.get('status') };
 }
 
+// Sockets and accepted connections are always close-on-exec; spawn's stdio mapping clears it where a child should inherit.
 export function socket(domain: number, type: number, protocol: number): number {
   return check('socket', c.socket(domain, type | consts.SOCK_CLOEXEC, protocol));
 }
