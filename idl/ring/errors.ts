@@ -7,7 +7,8 @@ export type RingErrorCode =
   | 'PROD_TOO_FAR' // the peer's producer index moved further than it has slots for
   | 'FULL' // no free slot to produce into (caller error: check first)
   | 'EMPTY' // nothing to consume (caller error: check first)
-  | 'BROKEN'; // a previous index error broke this ring; `cause` is that error
+  | 'BROKEN' // a previous index error broke this ring; `cause` is that error
+  | 'TIMEOUT'; // a wait for work ran out of time
 
 export class RingError extends Error {
   override readonly name = 'RingError';
