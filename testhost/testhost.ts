@@ -5,13 +5,14 @@
 // killed on every exit path (timeouts, errors, our own exit, and, through
 // PR_SET_PDEATHSIG set by setpriv, even our own SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { which, ImageError } from '../images/stage.js';
 import { ConsoleParser } from './markers.js';
+import { probeKvm } from '../microhv/kvm/probe.js';
 
 export type TestHostErrorCode = 'MISSING_TOOL' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED';
 export class TestHostError extends Error {
@@ -52,15 +53,13 @@ export interface RunResult {
 const live = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of live) c.kill('SIGKILL'); });
 
-/** The accelerator: KVM only where this machine can run a guest on /dev/kvm directly. */
-export function defaultAccel(): Accel {
+let probed: Promise<Accel> | undefined;
+/** The accelerator: KVM only where the usable-KVM probe says this machine can run a guest directly. */
+export function defaultAccel(): Promise<Accel> {
   const forced = process.env.MICROHV_TESTHOST_ACCEL;
-  if (forced === 'tcg' || forced === 'kvm') return forced;
-  try {
-    const flags = readFileSync('/proc/cpuinfo', 'utf8');
-    if (existsSync('/dev/kvm') && /^flags\s*:.*\b(vmx|svm)\b/m.test(flags)) return 'kvm';
-  } catch { /* no /proc: fall through */ }
-  return 'tcg';
+  if (forced === 'tcg' || forced === 'kvm') return Promise.resolve(forced);
+  probed ??= probeKvm().then((r) => (r.usable ? 'kvm' : 'tcg'), () => 'tcg');
+  return probed;
 }
 
 export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string, o: { memMiB: number; smp: number; accel: Accel }): string[] {
@@ -86,7 +85,7 @@ const tail = (text: string, lines = 30): string => text.split('\n').slice(-lines
 export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
   const bootTimeoutMs = Math.min(opts.bootTimeoutMs ?? 120_000, timeoutMs);
-  const accel = opts.accel ?? defaultAccel();
+  const accel = opts.accel ?? (await defaultAccel());
   let qemu: string;
   let setpriv: string;
   try {
