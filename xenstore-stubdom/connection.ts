@@ -75,6 +75,11 @@ export class Connection implements Sink {
       this.stats.coalescedEvents++;
       return;
     }
+    // Fast path: nothing queued, change already durable, socket keeping up.
+    if (this.head === this.queue.length && needSeq <= this.durableSeq() && this.socket.writableLength < SOCKET_HIGH_WATER) {
+      this.socket.write(frame);
+      return;
+    }
     this.queue.push({ frame, kind, needSeq });
     this.queuedBytes += frame.length;
     this.pump();

@@ -40,6 +40,8 @@ export function entrySize(value: Buffer, perms: Perms, children: readonly string
   return 24 + 8 * perms.length + value.length + childBytes;
 }
 
+const NO_EFFECTS: Effect[] = [];
+
 export class Tree implements View {
   private readonly nodes = new Map<string, Node>();
   private readonly owned = new Map<number, number>();
@@ -129,6 +131,8 @@ export class Tree implements View {
   }
 
   takeEffects(): Effect[] {
+    // Reads are the hot path: do not allocate when nothing changed.
+    if (this.effects.length === 0) return NO_EFFECTS;
     const out = this.effects;
     this.effects = [];
     return out;
