@@ -174,9 +174,10 @@ export function planLinuxBoot(o: LinuxBootOptions): BootPlan {
  * can take it there (XLF_CAN_BE_LOADED_ABOVE_4G).
  */
 function placeInitrd(hdr: SetupHeader, memory: MemoryMap, kernelEnd: number, size: number): { gpa: number; size: number } {
-  for (const e of [...usableRam(memory)].reverse()) {
+  const usable = usableRam(memory);
+  const high = hdr.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G ? usable.filter((e) => e.addr >= FOUR_GIB) : [];
+  for (const e of [...usable.filter((r) => r.addr < FOUR_GIB).reverse(), ...high.reverse()]) {
     const above4g = e.addr >= FOUR_GIB;
-    if (above4g && !(hdr.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G)) continue;
     const limit = above4g ? e.addr + e.size : Math.min(e.addr + e.size, hdr.initrdAddrMax + 1);
     const gpa = Math.floor((limit - size) / PAGE) * PAGE;
     if (gpa >= Math.max(e.addr, kernelEnd)) return { gpa, size };
