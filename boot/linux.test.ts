@@ -197,3 +197,18 @@ describe('entry state', () => {
     expect(Object.keys(cs)).toHaveLength(12);
   });
 });
+
+describe('hostile headers', () => {
+  test('random_setup_header_bytes_yield_a_plan_or_a_boot_error_never_a_crash', async () => {
+    const { fuzz } = await import('./linux.fuzz.js');
+    // Deterministic xorshift32, so a failure reproduces.
+    let s = 0x1234_5678;
+    const rnd = (): number => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
+    const good = Buffer.from(fakeBzImage().subarray(0x1f1, 0x270));
+    for (let i = 0; i < 1500; i++) {
+      const input = Buffer.concat([good, Buffer.from([rnd() & 0xff, rnd() & 0xff, rnd() & 0xff, (rnd() & 3) + 1])]);
+      for (let k = 0; k < 1 + (rnd() % 4); k++) input[rnd() % good.length] = rnd() & 0xff;
+      expect(() => fuzz(input), input.toString('hex')).not.toThrow();
+    }
+  });
+});

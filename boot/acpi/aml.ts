@@ -90,6 +90,9 @@ export const ioPort = (base: number, length: number): number[] =>
 /** IRQ Descriptor without flags (6.4.2.1): edge-triggered, active-high, exclusive ISA IRQ. */
 export const irqNoFlags = (irq: number): number[] => [0x22, ...le(1 << irq, 2)];
 
+/** 32-Bit Fixed Memory Range Descriptor (6.4.3.4), read/write. */
+export const memory32Fixed = (base: number, length: number): number[] => [0x86, ...le(9, 2), 0x01, ...le(base, 4), ...le(length, 4)];
+
 export enum AddressSpaceType { Memory = 0, Io = 1, BusNumber = 2 }
 /** General flags (6.4.3.5.1): producer, positive decode, MinFixed and MaxFixed. */
 const PRODUCER_FIXED = 0x0c;

@@ -1,10 +1,10 @@
-// The DSDT (ACPI 6.5, 5.2.11.1): \_S5 for power-off, the PCI host bridge, COM1 and one
-// processor device per vCPU. AML is encoded by boot/acpi/aml.ts.
+// The DSDT (ACPI 6.5, 5.2.11.1): \_S5 for power-off, the PCI host bridge, the motherboard
+// resources, COM1 and one processor device per vCPU. AML is encoded by boot/acpi/aml.ts.
 import {
-  COM1, PCI_CONFIG_PORTS, PCI_ECAM_BUSES, PCI_MMIO32, SLEEP_TYPE_S5, pciIntxGsi,
+  ACPI_PM, COM1, PCI_CONFIG_PORTS, PCI_ECAM, PCI_ECAM_BUSES, PCI_MMIO32, SLEEP_TYPE_S5, pciIntxGsi,
 } from '../layout.js';
 import {
-  AddressSpaceType, device, dwordAddressSpace, eisaId, integer, ioPort, irqNoFlags, name, pkg, resourceTemplate, scope,
+  AddressSpaceType, device, dwordAddressSpace, eisaId, integer, ioPort, irqNoFlags, memory32Fixed, name, pkg, resourceTemplate, scope,
   string, wordAddressSpace, type Aml,
 } from './aml.js';
 import { sdt } from './table.js';
@@ -56,6 +56,18 @@ export function dsdt(vcpus: number): Uint8Array {
         ...name('_UID', integer(0)),
         ...name('_CRS', pciCrs()),
         ...name('_PRT', pciPrt()),
+      ]),
+      // Motherboard resources (PNP0C02): Linux checks that the MCFG's ECAM window is claimed here
+      // (arch/x86/pci/mmconfig-shared.c), and reserves the PM ports so nothing else is placed there.
+      ...device('MRES', [
+        ...name('_HID', eisaId('PNP0C02')),
+        ...name('_UID', integer(0)),
+        ...name('_CRS', resourceTemplate([
+          memory32Fixed(PCI_ECAM.base, PCI_ECAM.size),
+          ioPort(ACPI_PM.pm1aEvent, ACPI_PM.pm1EventLen),
+          ioPort(ACPI_PM.pm1aControl, ACPI_PM.pm1ControlLen),
+          ioPort(ACPI_PM.pmTimer, ACPI_PM.pmTimerLen),
+        ])),
       ]),
       ...device('COM1', [
         ...name('_HID', eisaId('PNP0501')), // 16550A-compatible UART

@@ -93,6 +93,7 @@ describe('iasl -d', () => {
     expect(dsl).toMatch(/IRQNoFlags \(\)\s*\{4\}/);
     expect(dsl).toMatch(/0xC0000000,\s*\/\/ Range Minimum/);
     expect(dsl.match(/"ACPI0007"/g)).toHaveLength(VCPUS);
+    expect(dsl).toMatch(/EisaId \("PNP0C02"\)[\s\S]*?Memory32Fixed \(ReadWrite,\s*0xE0000000,\s*\/\/ Address Base\s*0x10000000,/);
   });
 });
 
