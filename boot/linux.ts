@@ -53,6 +53,8 @@ export interface SetupHeader {
 /** Parses and validates the setup header of a bzImage. */
 export function parseSetupHeader(image: Uint8Array): SetupHeader {
   const r = new Reader(image);
+  // GUEST-INPUT: the image belongs to the guest's owner; every field below is bounds-checked
+  // before it sizes a copy or a placement.
   if (!r.has(0, HDR_MIN_END) || r.u16(HDR.bootFlag) !== BOOT_FLAG || r.u32(HDR.header) !== HDRS_MAGIC) {
     throw new BootError('NOT_BZIMAGE', `not a bzImage: no boot flag 0x${BOOT_FLAG.toString(16)} and "HdrS" header (${image.byteLength} bytes)`);
   }
@@ -125,7 +127,7 @@ export function planLinuxBoot(o: LinuxBootOptions): BootPlan {
     throw new BootError('KERNEL_DOES_NOT_FIT', `the kernel needs 0x${load.toString(16)}..0x${kernelEnd.toString(16)} in RAM below the PCI hole; ${o.ramBytes} bytes of RAM do not cover it`);
   }
 
-  const cmd = new TextEncoder().encode(o.cmdline);
+  const cmd = new TextEncoder().encode(o.cmdline); // GUEST-INPUT: length checked against cmdline_size
   if (cmd.includes(0)) throw new BootError('BAD_CMDLINE', 'the command line contains a NUL byte');
   if (cmd.length > hdr.cmdlineSize || cmd.length + 1 > CMDLINE_MAX) {
     throw new BootError('CMDLINE_TOO_LONG', `command line of ${cmd.length} bytes exceeds the kernel's cmdline_size ${hdr.cmdlineSize}`);

@@ -68,6 +68,12 @@ describe('ACPI tables', () => {
     expect(lapics).toEqual([0, 1, 2, 3]);
   });
 
+  test('accepts_255_vcpus_within_the_acpi_area', () => {
+    const big = buildAcpiTables({ vcpus: 255, base: ACPI_TABLES });
+    const last = [...big.tables].sort((a, b) => b.gpa - a.gpa)[0];
+    expect((last?.gpa ?? Infinity) + (last?.bytes.byteLength ?? 0)).toBeLessThanOrEqual(ACPI_TABLES_END);
+  });
+
   test.each([0, 256, 1.5])('rejects_%s_vcpus', (vcpus) => {
     expect(() => buildAcpiTables({ vcpus, base: ACPI_TABLES })).toThrow(BootError);
   });
