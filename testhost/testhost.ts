@@ -18,6 +18,8 @@ export type TestHostErrorCode = 'MISSING_TOOL' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'N
 export class TestHostError extends Error {
   /** QEMU's pid, where it was started (it is dead by the time this is thrown). */
   qemuPid: number | undefined;
+  /** The command's output up to the failure. */
+  output = '';
   constructor(readonly code: TestHostErrorCode, message: string, readonly kernelLogTail = '', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TestHostError';
@@ -134,13 +136,14 @@ export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
         clearTimeout(timer);
         clearTimeout(bootTimer);
         live.delete(child);
-        if (failure) { failure.qemuPid = child.pid; return reject(failure); }
+        if (failure) { failure.qemuPid = child.pid; failure.output = output; return reject(failure); }
         const exitCode = parser.exitCode;
         if (exitCode === undefined) {
           const e = new TestHostError(bootMs < 0 ? 'QEMU_FAILED' : 'NO_EXIT_STATUS',
             `test host ended (QEMU ${signal ? `signal ${signal}` : `exit ${code}`}) without reporting the command's exit status${stderr.trim() ? `: ${stderr.trim()}` : ''}`,
             tail(kernelLog()));
           e.qemuPid = child.pid;
+          e.output = output;
           return reject(e);
         }
         resolve({ exitCode, output, bootMs, totalMs: performance.now() - t0, accel, kernelLog: kernelLog(), qemuPid: child.pid ?? -1 });
