@@ -110,6 +110,7 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** Takes ownership of `data`: the caller must not modify it afterwards. */
   push(data: Buffer): void {
     if (this.poisoned || data.length === 0) return;
     this.chunks.push(data);
@@ -158,11 +159,17 @@ export class FrameDecoder {
 
   private take(n: number): Buffer {
     const first = this.chunks[0];
-    if (first !== undefined && first.length >= n) {
-      // Copy so the caller does not pin the whole socket chunk in memory.
+    if (first !== undefined && first.length === n) {
+      // The usual case, one request per socket read: hand the chunk over as is.
+      // Pushed buffers belong to the decoder; socket chunks are never reused.
+      this.chunks.shift();
+      this.buffered -= n;
+      return first;
+    }
+    if (first !== undefined && first.length > n) {
+      // Copy so the frame does not pin (or alias) the rest of the chunk.
       const out = Buffer.from(first.subarray(0, n));
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
+      this.chunks[0] = first.subarray(n);
       this.buffered -= n;
       return out;
     }

@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <signal.h>
 #include <unistd.h>
 
 #define HDR 16
@@ -106,6 +107,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s <socket>\n", argv[0]);
 		return 2;
 	}
+	/* A client that exits mid-reply must not kill the server. */
+	signal(SIGPIPE, SIG_IGN);
 	int ls = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	strncpy(a.sun_path, argv[1], sizeof(a.sun_path) - 1);

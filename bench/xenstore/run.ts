@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const daemon = await startAndWait(process.execPath, [path.join(ROOT, 'dist', 'xenstore-stubdom', 'index.js'), '--socket', xsSock, '--state-dir', path.join(dir, 'state')], 'xenstored ready');
   try {
     await prepare(xsSock);
-    const rows: Array<{ op: string; clients: number; xs: Result; echo: Result }> = [];
+    const rows: Array<{ op: string; clients: number; xs: Result; echo: Result; xsBest: Result; echoBest: Result; xsRounds: Result[]; echoRounds: Result[] }> = [];
     for (const op of ['read', 'write', 'watch'].filter((o) => ONLY === undefined || ONLY.includes(o))) {
       for (const clients of [1, 16]) {
         // Interleaved rounds, median of each: the machine is shared, and one
@@ -83,16 +83,20 @@ async function main(): Promise<void> {
         }
         const e = median(es);
         const x = median(xs);
-        rows.push({ op, clients, xs: x, echo: e });
+        const eb = best(es);
+        const xb = best(xs);
+        rows.push({ op, clients, xs: x, echo: e, xsBest: xb, echoBest: eb, xsRounds: xs, echoRounds: es });
         process.stdout.write(
-          `${op.padEnd(6)} ${String(clients).padStart(2)} clients: xenstored ${fmt(x)} | C echo ${fmt(e)} | ratio ${(x.ops_per_s / e.ops_per_s * 100).toFixed(1)}% ops/s, p99 x${(x.p99_us / e.p99_us).toFixed(2)}\n`,
+          `${op.padEnd(6)} ${String(clients).padStart(2)} clients: xenstored ${fmt(x)} | C echo ${fmt(e)} | ratio ${pct(x, e)} ops/s, p99 x${(x.p99_us / e.p99_us).toFixed(2)}` +
+            ` | best rounds: ${xb.ops_per_s} vs ${eb.ops_per_s} ops/s = ${pct(xb, eb)}\n`,
         );
       }
     }
     const read1 = rows.find((r) => r.op === 'read' && r.clients === 1);
     if (read1 !== undefined) {
       const ratio = read1.xs.ops_per_s / read1.echo.ops_per_s;
-      process.stdout.write(`target: single-client read >= 50% of C echo: ${(ratio * 100).toFixed(1)}% ${ratio >= 0.5 ? 'MET' : 'NOT MET'}\n`);
+      const bestRatio = read1.xsBest.ops_per_s / read1.echoBest.ops_per_s;
+      process.stdout.write(`target: single-client read >= 50% of C echo: median ${(ratio * 100).toFixed(1)}% ${ratio >= 0.5 ? 'MET' : 'NOT MET'}, best round ${(bestRatio * 100).toFixed(1)}%\n`);
     }
     fs.writeFileSync(path.join(OUT, 'results.json'), `${JSON.stringify({ when: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, rows }, null, 1)}\n`);
   } finally {
@@ -100,6 +104,15 @@ async function main(): Promise<void> {
     echo.kill('SIGTERM');
   }
   fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function pct(x: Result, e: Result): string {
+  return `${((x.ops_per_s / e.ops_per_s) * 100).toFixed(1)}%`;
+}
+
+/** The round with the highest throughput: the least disturbed by other load. */
+function best(rs: Result[]): Result {
+  return [...rs].sort((a, b) => b.ops_per_s - a.ops_per_s)[0] as Result;
 }
 
 /** The round with the median throughput. */
