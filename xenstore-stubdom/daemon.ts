@@ -36,6 +36,8 @@ export interface Hooks {
   domainReleased?(domid: number): void;
   /** CONTROL snapshot. */
   snapshot?(): void;
+  /** Extra counters for CONTROL stats (the connection layer's). */
+  stats?(): string;
   log?(msg: string): void;
 }
 

@@ -92,7 +92,7 @@ function control(d: Xenstored, s: Session, payload: Buffer): Buffer {
       const c = d.counters;
       const errs = [...c.errors].map(([k, v]) => `${k}=${v}`).join(' ');
       return strings(`requests=${c.requests} sessions=${d.sessions.size} nodes=${d.state.tree.size} watches=${d.watches.size} ` +
-        `tx-timeouts=${c.transactionsTimedOut} events-dropped=${c.eventsDropped} errors: ${errs}\n`);
+        `tx-timeouts=${c.transactionsTimedOut} events-dropped=${c.eventsDropped} ${d.hooks.stats?.() ?? ''} errors: ${errs}\n`);
     }
     case 'quota': {
       if (rest.length === 0) {

@@ -45,6 +45,7 @@ export class Server {
       domainIntroduced: (domid) => this.listenDomain(domid),
       domainReleased: (domid) => this.unlistenDomain(domid),
       snapshot: () => void this.journal.snapshot(),
+      stats: () => `protocol-violations=${this.stats.violations} overflow-closes=${this.stats.overflowCloses} coalesced-events=${this.stats.coalescedEvents}`,
       log: opts.log,
     });
     this.journal.onDurable(() => {

@@ -44,6 +44,7 @@ describe('hostile clients', () => {
     const bad = await RawConn.open(daemon.socket);
     bad.send(header(Op.READ, PAYLOAD_MAX + 1));
     expect(await bad.waitClosed()).toBe(true);
+    expect(await honest.control('stats')).toMatch(/protocol-violations=1 /);
     await honestStillWorks('len');
   });
 
@@ -131,6 +132,7 @@ describe('hostile clients', () => {
     for (let i = 0; i < 800; i++) await honest.write(`/hostile/flood/${i}/${'k'.repeat(1500)}`, 'v');
     c.sock.resume();
     expect(await c.waitClosed(10_000)).toBe(true);
+    expect(await honest.control('stats')).toMatch(/overflow-closes=1 /);
     await honestStillWorks('flood');
     await waitFor(() => daemon.proc.exitCode === null, 100, 'daemon alive');
   }, 60_000);
