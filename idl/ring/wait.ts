@@ -17,6 +17,14 @@ export interface WaitPolicy {
   readonly spinUs: number;
   /** Give up after this many milliseconds without work (-1: never). */
   readonly timeoutMs: number;
+  /** When given, counts how each wait ended: work found while polling, or after blocking. */
+  readonly stats?: WaitStats;
+}
+
+export interface WaitStats {
+  immediate: number;
+  spun: number;
+  blocked: number;
 }
 
 export const BLOCK_AT_ONCE: WaitPolicy = { spinUs: 0, timeoutMs: -1 };
@@ -27,17 +35,25 @@ function waitSync(
   ch: EventChannel,
   policy: WaitPolicy,
 ): number {
+  const stats = policy.stats;
   let n = count();
-  if (n > 0) return n;
+  if (n > 0) {
+    if (stats !== undefined) stats.immediate++;
+    return n;
+  }
   if (policy.spinUs > 0) {
     const until = performance.now() + policy.spinUs / 1000;
     for (let i = 1; ; i++) {
       n = count();
-      if (n > 0) return n;
+      if (n > 0) {
+        if (stats !== undefined) stats.spun++;
+        return n;
+      }
       // Reading the clock costs more than a ring check; do it every 64 polls.
       if ((i & 63) === 0 && performance.now() >= until) break;
     }
   }
+  if (stats !== undefined) stats.blocked++;
   const deadline = policy.timeoutMs < 0 ? Infinity : Date.now() + policy.timeoutMs;
   for (;;) {
     if (finalCheck()) return count();

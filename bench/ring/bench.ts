@@ -1,0 +1,159 @@
+// bench/ring: cross-process ring round-trip latency and batched one-way
+// throughput, against a C eventfd ping-pong measured in the same run.
+// Run with `make bench` (or `make bench-ring`). See bench/README.md.
+
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as sys from '../../microhv/sys/index.js';
+import { EventChannel, createEventfd } from '../../idl/evtchn/evtchn.js';
+import { RingProtocol, RingTestRecord } from '../../idl/generated/ring.js';
+import { FrontRing, slotSizeFor } from '../../idl/ring/ring.js';
+import { createSharedRing, unmapSharedRing } from '../../idl/ring/shm.js';
+import type { SharedRing } from '../../idl/ring/shm.js';
+import { waitForResponses } from '../../idl/ring/wait.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+// .cache/idl-dist/bench/ring -> repository root
+const REPO = path.resolve(HERE, '../../../..');
+const CACHE = path.join(REPO, '.cache', 'bench');
+
+const LAT_N = Number(process.env['RING_BENCH_LAT_N'] ?? 50_000);
+const TPUT_N = Number(process.env['RING_BENCH_TPUT_N'] ?? 4_000_000);
+
+interface CResult {
+  p50_ns: number;
+  p99_ns: number;
+  round_trips_per_s: number;
+}
+
+function buildC(): string {
+  const src = path.join(REPO, 'bench', 'ring', 'pingpong.c');
+  const bin = path.join(CACHE, 'ring-pingpong');
+  fs.mkdirSync(CACHE, { recursive: true });
+  if (!fs.existsSync(bin) || fs.statSync(bin).mtimeMs < fs.statSync(src).mtimeMs) {
+    execFileSync('gcc', ['-O2', '-Wall', '-o', bin, src], { stdio: 'inherit' });
+  }
+  return bin;
+}
+
+function runC(bin: string): CResult {
+  return JSON.parse(execFileSync(bin, [String(LAT_N)], { encoding: 'utf8' })) as CResult;
+}
+
+interface Peer {
+  ring: SharedRing;
+  front: FrontRing;
+  ch: EventChannel;
+  done: Promise<string>;
+}
+
+function startPeer(mode: 'echo' | 'batch', spinUs: number, count: number, order: number): Peer {
+  const ring = createSharedRing('bench-ring', { order, slotSize: slotSizeFor(RingTestRecord.SIZE, RingTestRecord.SIZE), protocol: RingProtocol.RING_PROTOCOL_TEST });
+  const toBack = createEventfd();
+  const toFront = createEventfd();
+  const child = spawn(process.execPath, [path.join(HERE, 'peer.js'), mode, String(spinUs), String(count)], {
+    stdio: ['ignore', 'pipe', 'inherit', ring.fd, toBack, toFront],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<string>((resolve, reject) =>
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`peer exited ${code}`)))),
+  );
+  const ch = new EventChannel(0, toBack, toFront);
+  // The peer notifies once when it is mapped and ready.
+  if (ch.waitSync(30_000) === 0n) throw new Error('peer did not start');
+  return { ring, front: new FrontRing(ring.mem, 0, ring.geometry), ch, done };
+}
+
+async function finish(p: Peer): Promise<void> {
+  const out = JSON.parse(await p.done) as { errors: number; stats: unknown };
+  if (out.errors !== 0) throw new Error(`peer saw ${out.errors} out-of-order messages`);
+  if (process.env['RING_BENCH_VERBOSE'] !== undefined) console.log('  peer waits:', JSON.stringify(out.stats));
+  p.ch.close();
+  unmapSharedRing(p.ring);
+  sys.close(p.ring.fd);
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? NaN;
+}
+
+/** One request in flight at a time; the time from push to response, per message. */
+async function latency(spinUs: number): Promise<{ p50: number; p99: number }> {
+  const warm = Math.floor(LAT_N / 10);
+  const p = startPeer('echo', spinUs, LAT_N + warm, 4);
+  const { front, ch } = p;
+  const mem = p.ring.mem;
+  const stats = { immediate: 0, spun: 0, blocked: 0 };
+  const policy = { spinUs, timeoutMs: 30_000, stats };
+  const rtt = new Float64Array(LAT_N);
+  for (let i = 0; i < LAT_N + warm; i++) {
+    const t0 = process.hrtime.bigint();
+    RingTestRecord.setSeq(mem, front.requestOffset(), BigInt(i));
+    front.commitRequest();
+    if (front.pushRequests()) ch.notify();
+    waitForResponses(front, ch, policy);
+    if (RingTestRecord.getSeq(mem, front.responseOffset()) !== BigInt(i)) throw new Error(`response ${i} out of order`);
+    front.consumeResponse();
+    if (i >= warm) rtt[i - warm] = Number(process.hrtime.bigint() - t0);
+  }
+  if (process.env['RING_BENCH_VERBOSE'] !== undefined) console.log(`  front waits (spin ${spinUs}):`, JSON.stringify(stats));
+  await finish(p);
+  rtt.sort();
+  return { p50: percentile(rtt, 0.5), p99: percentile(rtt, 0.99) };
+}
+
+/** Fills the ring in batches; the back answers each batch with one push. */
+async function throughput(spinUs: number): Promise<number> {
+  const p = startPeer('batch', spinUs, TPUT_N, 10);
+  const { front, ch } = p;
+  const mem = p.ring.mem;
+  const policy = { spinUs, timeoutMs: 30_000 };
+  let sent = 0;
+  let acked = 0;
+  const t0 = process.hrtime.bigint();
+  while (acked < TPUT_N) {
+    while (sent < TPUT_N && front.freeRequests() > 0) {
+      const off = front.requestOffset();
+      RingTestRecord.setSeq(mem, off, BigInt(sent));
+      RingTestRecord.setPayload(mem, off, BigInt(sent));
+      front.commitRequest();
+      sent++;
+    }
+    if (front.pushRequests()) ch.notify();
+    const n = waitForResponses(front, ch, policy);
+    for (let i = 0; i < n; i++) front.consumeResponse();
+    acked += n;
+  }
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  await finish(p);
+  return TPUT_N / secs;
+}
+
+function us(ns: number): string {
+  return `${(ns / 1000).toFixed(1)} us`;
+}
+
+async function main(): Promise<void> {
+  const c = runC(buildC());
+  console.log(`bench/ring on ${process.platform}/${process.arch}, node ${process.version}, ${LAT_N} round trips, ${TPUT_N} one-way messages`);
+  console.log(`C eventfd ping-pong (reference): p50 ${us(c.p50_ns)}  p99 ${us(c.p99_ns)}  ${Math.round(c.round_trips_per_s)} round trips/s`);
+  const rows: Array<[string, { p50: number; p99: number }]> = [];
+  for (const spinUs of [0, 20, 200]) rows.push([`ring, spin ${spinUs} us then block`, await latency(spinUs)]);
+  for (const [name, r] of rows) {
+    console.log(`${name.padEnd(34)} p50 ${us(r.p50).padStart(9)} (${(r.p50 / c.p50_ns).toFixed(2)}x C)  p99 ${us(r.p99).padStart(9)} (${(r.p99 / c.p99_ns).toFixed(2)}x C)`);
+  }
+  const tputs: Array<[string, number]> = [];
+  for (const spinUs of [0, 50]) tputs.push([`ring batched, spin ${spinUs} us`, await throughput(spinUs)]);
+  for (const [name, rate] of tputs) {
+    console.log(`${name.padEnd(34)} ${Math.round(rate).toLocaleString('en-US')} msgs/s (${(rate / c.round_trips_per_s).toFixed(1)}x C round trips/s)`);
+  }
+  const best = Math.min(...rows.map(([, r]) => r.p50));
+  const bestRate = Math.max(...tputs.map(([, r]) => r));
+  console.log(`target p50 <= 2x C: best ${(best / c.p50_ns).toFixed(2)}x -> ${best <= 2 * c.p50_ns ? 'met' : 'MISSED'}`);
+  console.log(`target >= 1,000,000 msgs/s batched: best ${Math.round(bestRate).toLocaleString('en-US')} -> ${bestRate >= 1e6 ? 'met' : 'MISSED'}`);
+}
+
+await main();
