@@ -1,11 +1,16 @@
-// Runs a jazzer.js-style fuzz target (a module exporting `fuzz(data: Buffer)`).
-// It uses jazzer.js when its native libFuzzer addon loads. The addon that
-// @jazzer.js/fuzzer 4.0.0 ships needs glibc 2.38; where it does not load (Debian
-// 12 has 2.36), this driver runs the same target with a seeded mutation fuzzer:
-// no coverage feedback, but structure-aware seeds and the classic mutations.
-// It says which engine ran. A crashing input is saved and the exit code is 1.
+// Runs a jazzer.js fuzz target (a module exporting `fuzz(data: Buffer)`).
 //   node fuzz-driver.js <target.js> <corpus-dir> <seconds>
-import { spawnSync } from 'node:child_process';
+// Engines, first that works:
+// 1. jazzer.js (coverage-guided libFuzzer) as installed.
+// 2. jazzer.js through a compatibility route: the prebuilt addon of
+//    @jazzer.js/fuzzer 4.0.0 needs glibc 2.38 and GCC 13's libstdc++; Debian 12
+//    has glibc 2.36 and GCC 12. We copy the addon into .cache/, mark its
+//    references to those two newer version tags weak (an ELF flag in
+//    .gnu.version_r), and LD_PRELOAD jazzer-compat.c, which supplies the only
+//    three symbols it takes from them. node_modules is not touched.
+// 3. A seeded, structure-aware mutation fuzzer, without coverage feedback.
+// It prints which engine ran. A crashing input is saved and the exit code is 1.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -23,14 +28,90 @@ const corpus = path.resolve(corpusArg);
 const seconds = Number(secondsArg ?? '10');
 fs.mkdirSync(corpus, { recursive: true });
 
-function jazzerLoads(): boolean {
+const require = createRequire(import.meta.url);
+const JAZZER_CLI = require.resolve('@jazzer.js/core/dist/cli.js');
+
+function jazzerLoads(): { ok: true } | { ok: false; reason: string } {
   try {
-    createRequire(import.meta.url)('@jazzer.js/fuzzer');
-    return true;
+    require('@jazzer.js/fuzzer');
+    return { ok: true };
   } catch (e) {
-    process.stderr.write(`fuzz: jazzer.js native fuzzer unavailable (${(e as Error).message.split('\n')[0]}); using the built-in mutation fuzzer\n`);
-    return false;
+    return { ok: false, reason: (e as Error).message.split('\n')[0] ?? '' };
   }
+}
+
+/** Version tags newer than Debian 12's libc and libstdc++ provide. */
+const TOO_NEW = /^(GLIBC_2\.(3[7-9]|[4-9]\d)|GLIBCXX_3\.4\.(3[1-9]|[4-9]\d))$/;
+
+/** Marks the addon's needs of TOO_NEW version tags weak (VER_FLG_WEAK, ELF gABI). Returns the tags changed. */
+function weakenVersionNeeds(elf: Buffer): string[] {
+  // Raw ELF64 reads (little-endian x86-64): this patches a third-party binary,
+  // there is no IDL for it.
+  const shoff = Number(elf.readBigUInt64LE(0x28));
+  const shentsize = elf.readUInt16LE(0x3a);
+  const shnum = elf.readUInt16LE(0x3c);
+  const sec = (i: number) => {
+    const at = shoff + i * shentsize;
+    return { type: elf.readUInt32LE(at + 4), offset: Number(elf.readBigUInt64LE(at + 0x18)), link: elf.readUInt32LE(at + 0x28), info: elf.readUInt32LE(at + 0x2c) };
+  };
+  const changed: string[] = [];
+  for (let i = 0; i < shnum; i++) {
+    const s = sec(i);
+    if (s.type !== 0x6ffffffe) continue; // SHT_GNU_verneed
+    const strtab = sec(s.link).offset;
+    let vn = s.offset;
+    for (let n = 0; n < s.info; n++) {
+      const cnt = elf.readUInt16LE(vn + 2);
+      let aux = vn + elf.readUInt32LE(vn + 8);
+      for (let k = 0; k < cnt; k++) {
+        const nameAt = strtab + elf.readUInt32LE(aux + 8);
+        const name = elf.toString('latin1', nameAt, elf.indexOf(0, nameAt));
+        if (TOO_NEW.test(name)) {
+          elf.writeUInt16LE(elf.readUInt16LE(aux + 4) | 2, aux + 4); // VER_FLG_WEAK
+          changed.push(name);
+        }
+        aux += elf.readUInt32LE(aux + 12);
+      }
+      vn += elf.readUInt32LE(vn + 12);
+    }
+  }
+  return changed;
+}
+
+/** Prepares the compatibility route; returns the environment to run jazzer.js with, or undefined. */
+function compatRoute(): NodeJS.ProcessEnv | undefined {
+  const here = path.dirname(new URL(import.meta.url).pathname);
+  const root = path.resolve(here, '../../..');
+  const dir = path.join(root, '.cache', 'xenstore-fuzz-compat');
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const original = path.join(path.dirname(require.resolve('@jazzer.js/fuzzer/package.json')), 'prebuilds', `fuzzer-${process.platform}-${process.arch}.node`);
+    const elf = fs.readFileSync(original);
+    const changed = weakenVersionNeeds(elf);
+    const addon = path.join(dir, path.basename(original));
+    fs.writeFileSync(addon, elf);
+    const shim = path.join(dir, 'libjazzer-compat.so');
+    execFileSync('gcc', ['-shared', '-fPIC', '-O2', '-o', shim, path.join(root, 'tests', 'xenstore', 'jazzer-compat.c'), '-lstdc++']);
+    const env = { ...process.env, LD_PRELOAD: shim, XS_JAZZER_ADDON: addon };
+    const preload = path.join(here, 'jazzer-preload.js');
+    const probe = spawnSync(process.execPath, ['--import', preload, '-e', `require(${JSON.stringify(require.resolve('@jazzer.js/fuzzer'))})`], { env, encoding: 'utf8' });
+    if (probe.status !== 0) {
+      process.stderr.write(`fuzz: compatibility route failed: ${probe.stderr.split('\n').find((l) => l.includes('Error')) ?? probe.stderr}\n`);
+      return undefined;
+    }
+    process.stderr.write(`fuzz: jazzer.js through the compatibility route (weakened ${changed.join(', ')})\n`);
+    return { ...env, NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import ${preload}`.trim() };
+  } catch (e) {
+    process.stderr.write(`fuzz: compatibility route failed: ${(e as Error).message.split('\n')[0] ?? ''}\n`);
+    return undefined;
+  }
+}
+
+function runJazzer(env: NodeJS.ProcessEnv): number {
+  // Seed the corpus with well-formed requests so the fuzzer starts past the framing.
+  if (fs.readdirSync(corpus).length === 0) seeds().forEach((s, i) => fs.writeFileSync(path.join(corpus, `seed-${i}`), s));
+  const r = spawnSync(process.execPath, [JAZZER_CLI, target, corpus, '--sync', '--', `-max_total_time=${seconds}`, `-artifact_prefix=${corpus}/`], { stdio: 'inherit', env });
+  return r.status ?? 1;
 }
 
 function seeds(): Buffer[] {
@@ -47,6 +128,13 @@ function seeds(): Buffer[] {
   const out = frames.map((f) => Buffer.concat([Buffer.from([7, 0]), f]));
   out.push(Buffer.concat([Buffer.from([3, 1]), ...frames]));
   out.push(Buffer.concat([Buffer.from([255, 0]), ...frames]));
+  // Structured-mode seeds (see wire.fuzz.ts): records `type, tx_id, payload`, 0xff-separated.
+  const record = ([op, a]: [number, string[]]): Buffer => Buffer.concat([Buffer.from([op, op === Op.TRANSACTION_END ? 1 : 0]), strings(...a)]);
+  for (let i = 0; i < ops.length; i += 3) {
+    const group = ops.slice(i, i + 3).map(record);
+    const joined = group.flatMap((r, k) => (k === 0 ? [r] : [Buffer.from([0xff]), r]));
+    out.push(Buffer.concat([Buffer.from([16, 2 | (i & 1)]), ...joined]));
+  }
   return out;
 }
 
@@ -120,9 +208,13 @@ async function builtin(): Promise<void> {
   process.stderr.write(`fuzz: ${runs} runs, no finding\n`);
 }
 
-if (jazzerLoads()) {
-  const r = spawnSync('npx', ['jazzer', target, corpus, '--', `-max_total_time=${seconds}`], { stdio: 'inherit' });
-  process.exit(r.status ?? 1);
-} else {
-  await builtin();
+const direct = jazzerLoads();
+if (direct.ok) {
+  process.stderr.write('fuzz: jazzer.js\n');
+  process.exit(runJazzer(process.env));
 }
+process.stderr.write(`fuzz: jazzer.js addon does not load as installed (${direct.reason})\n`);
+const env = /GLIBC|GLIBCXX|CXXABI/.test(direct.reason) ? compatRoute() : undefined;
+if (env !== undefined) process.exit(runJazzer(env));
+process.stderr.write('fuzz: using the built-in mutation fuzzer (no coverage feedback)\n');
+await builtin();
