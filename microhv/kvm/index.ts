@@ -267,12 +267,13 @@ export class Vcpu {
     kvmIoctl('KVM_SET_SIGNAL_MASK', this.fd, KVM_IOCTL.SET_SIGNAL_MASK, head.buffer);
   }
 
-  /** Runs until the next exit that needs userspace. A signal (EINTR) is reported as 'INTR'. */
+  /** Runs until the next exit that needs userspace. A signal (EINTR) or a retry request (EAGAIN) is reported as 'INTR'. */
   runOnce(): KvmExitName | `UNKNOWN_${number}` {
     try {
       sys.ioctl(this.fd, KVM_IOCTL.RUN, 0);
     } catch (e) {
-      if (e instanceof sys.SysError && e.errnoName === 'EINTR') return 'INTR';
+      // EINTR: a signal (the kick). EAGAIN: a secondary vCPU just left wait-for-SIPI; KVM asks to be called again.
+      if (e instanceof sys.SysError && (e.errnoName === 'EINTR' || e.errnoName === 'EAGAIN')) return 'INTR';
       throw new KvmError('IOCTL', `KVM_RUN: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
     return this.run.exitName();

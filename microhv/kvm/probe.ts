@@ -2,11 +2,10 @@
 // opening it, the API version, hardware virtualization flags, and finally a real tiny
 // long-mode guest that must write known bytes and halt within a deadline.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as sys from '../sys/index.js';
 import { Kvm, KvmError } from './index.js';
+import { compiledWorker } from '../worker-path.js';
 import { checkTinyGuestExits, type TinyGuestExit } from './tiny-guest.js';
 
 export { TINY_GUEST_BYTES, TINY_GUEST_PORT } from './tiny-guest.js';
@@ -22,14 +21,6 @@ export interface TinyGuestOptions {
   spin?: boolean;
 }
 
-/** The compiled worker: Node 20 cannot start a .ts worker, so a run from source uses dist/. */
-function workerPath(): string {
-  const here = fileURLToPath(import.meta.url);
-  const js = here.endsWith('.ts') ? join(dirname(here), '../../dist/microhv/kvm/tiny-guest-worker.js') : join(dirname(here), 'tiny-guest-worker.js');
-  if (!existsSync(js)) throw new KvmError('NOT_BUILT', `${js} is missing: run npx tsc -p tsconfig.json`);
-  return js;
-}
-
 /**
  * Runs the tiny guest in a worker thread. At `deadlineMs` after the worker is ready, the run
  * is stopped with a kick signal aimed at that thread alone; the result then has timedOut set.
@@ -40,7 +31,7 @@ export function runTinyGuest(opts: TinyGuestOptions = {}): Promise<TinyGuestResu
   const deadlineMs = opts.deadlineMs ?? 1000;
   const stop = new SharedArrayBuffer(4);
   const kickSignal = sys.consts.SIGUSR2;
-  const worker = new Worker(workerPath(), { workerData: { devKvm: opts.devKvm ?? '/dev/kvm', stop, kickSignal, spin: opts.spin ?? false } });
+  const worker = new Worker(compiledWorker(import.meta.url, 'tiny-guest-worker.js'), { workerData: { devKvm: opts.devKvm ?? '/dev/kvm', stop, kickSignal, spin: opts.spin ?? false } });
   return new Promise<TinyGuestResult>((resolve, reject) => {
     let started = 0;
     let timedOut = false;

@@ -1,0 +1,154 @@
+// A guest: one KVM VM with its memory, its vCPU threads and its boot
+// configuration. The core owns exactly this; devices live in domains.
+import { EventEmitter } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import * as sys from '../sys/index.js';
+import { Kvm, type Vm, type Vcpu } from '../kvm/index.js';
+import { planLinuxBoot, type BootPlan } from '../../boot/linux.js';
+import { IOAPIC_PINS, KVM_IDENTITY_MAP, KVM_TSS } from '../../boot/layout.js';
+import { compiledWorker } from '../worker-path.js';
+import { GuestMemory } from './memory.js';
+import { bootMsrs, guestCpuid } from './cpuid.js';
+import { STAT } from './io-dispatch.js';
+import { VCPU_CTL, type VcpuEvent, type VcpuInput } from './vcpu-protocol.js';
+
+export interface BootConfig {
+  readonly kernel: Uint8Array;
+  readonly initrd?: Uint8Array;
+  readonly cmdline: string;
+  readonly memMiB: number;
+  readonly vcpus: number;
+}
+
+export type GuestState = 'created' | 'running' | 'paused' | 'stopped';
+export interface GuestEvents {
+  power: [kind: 'poweroff' | 'reset' | 'crash'];
+  failed: [detail: string];
+  stopped: [];
+}
+
+interface VcpuThread { readonly vcpu: Vcpu; worker?: Worker; exited?: Promise<void>; tid?: number; readonly control: SharedArrayBuffer }
+
+const KICK = sys.consts.SIGUSR2;
+const MAX_VCPUS = 64;
+
+export class Guest extends EventEmitter<GuestEvents> {
+  state: GuestState = 'created';
+  readonly stats = new SharedArrayBuffer(STAT.WORDS * 8);
+  private readonly threads: VcpuThread[] = [];
+
+  private constructor(private readonly kvm: Kvm, private readonly vm: Vm, readonly memory: GuestMemory, readonly plan: BootPlan, private readonly mmapSize: number) {
+    super();
+  }
+
+  static create(cfg: BootConfig): Guest {
+    if (!Number.isInteger(cfg.vcpus) || cfg.vcpus < 1 || cfg.vcpus > MAX_VCPUS) throw new RangeError(`vcpus must be 1..${MAX_VCPUS}`);
+    const plan = planLinuxBoot({ kernel: cfg.kernel, initrd: cfg.initrd, cmdline: cfg.cmdline, ramBytes: cfg.memMiB * 2 ** 20, vcpus: cfg.vcpus });
+    const kvm = Kvm.open();
+    const vm = kvm.createVm();
+    vm.setTssAddr(KVM_TSS);
+    vm.setIdentityMapAddr(BigInt(KVM_IDENTITY_MAP));
+    // Split irqchip: LAPICs in KVM, the IO-APIC in the ioapic domain. Must precede vCPU creation.
+    vm.enableSplitIrqchip(IOAPIC_PINS);
+    const memory = GuestMemory.create(plan.memory);
+    const guest = new Guest(kvm, vm, memory, plan, kvm.vcpuMmapSize());
+    memory.registerWith(vm);
+    for (const w of plan.writes) memory.write(w.gpa, w.bytes);
+    const supported = kvm.supportedCpuid();
+    for (let i = 0; i < cfg.vcpus; i++) {
+      const vcpu = vm.createVcpu(i);
+      vcpu.setCpuid2(guestCpuid(supported, i, cfg.vcpus));
+      vcpu.setMsrs(bootMsrs());
+      // Secondary vCPUs wait for INIT/SIPI in the in-kernel LAPIC; only the boot vCPU gets the entry state.
+      if (i === 0) {
+        const cur = vcpu.getSregs();
+        const s = plan.sregs;
+        vcpu.setSregs({ ...cur, cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer, gdt: { ...cur.gdt, ...s.gdt }, idt: { ...cur.idt, ...s.idt },
+          cs: { ...cur.cs, ...s.cs }, ds: { ...cur.ds, ...s.ds }, es: { ...cur.es, ...s.es }, fs: { ...cur.fs, ...s.fs },
+          gs: { ...cur.gs, ...s.gs }, ss: { ...cur.ss, ...s.ss }, tr: { ...cur.tr, ...s.tr } });
+        vcpu.setRegs({ ...vcpu.getRegs(), ...plan.regs });
+      }
+      guest.threads.push({ vcpu, control: new SharedArrayBuffer(VCPU_CTL.WORDS * 4) });
+    }
+    return guest;
+  }
+
+  /** Starts every vCPU thread; resolves once all are in their run loops. */
+  async start(): Promise<void> {
+    if (this.state !== 'created') throw new Error(`cannot start a guest that is ${this.state}`);
+    this.state = 'running';
+    const path = compiledWorker(import.meta.url, 'vcpu-worker.js');
+    await Promise.all(this.threads.map((t, index) => new Promise<void>((resolve, reject) => {
+      const input: VcpuInput = { index, vcpuFd: t.vcpu.fd, mmapSize: this.mmapSize, kickSignal: KICK, control: t.control, stats: this.stats };
+      const w = new Worker(path, { workerData: input });
+      t.worker = w;
+      t.exited = new Promise<void>((r) => { w.once('exit', () => r()); });
+      w.on('error', (e) => { reject(e); this.fail(`vCPU ${index} thread: ${e.message}`); });
+      w.on('message', (ev: VcpuEvent) => {
+        switch (ev.type) {
+          case 'ready': t.tid = ev.tid; resolve(); break;
+          case 'stopped': break;
+          case 'power': this.emit('power', ev.kind); void this.stop(); break;
+          case 'failed': this.fail(`vCPU ${index}: ${ev.detail}`); break;
+          default: { const never: never = ev; this.fail(`vCPU ${index}: unknown event ${JSON.stringify(never)}`); }
+        }
+      });
+    })));
+  }
+
+  private fail(detail: string): void {
+    if (this.state === 'stopped') return;
+    this.emit('failed', detail);
+    void this.stop();
+  }
+
+  private kickAll(): void {
+    for (const t of this.threads) if (t.tid !== undefined) sys.tgkill(process.pid, t.tid, KICK);
+  }
+
+  pause(): void {
+    if (this.state !== 'running') return;
+    for (const t of this.threads) Atomics.store(new Int32Array(t.control), VCPU_CTL.PAUSE, 1);
+    this.kickAll();
+    this.state = 'paused';
+  }
+
+  unpause(): void {
+    if (this.state !== 'paused') return;
+    for (const t of this.threads) {
+      const c = new Int32Array(t.control);
+      Atomics.store(c, VCPU_CTL.PAUSE, 0);
+      Atomics.notify(c, VCPU_CTL.PAUSE);
+    }
+    this.state = 'running';
+  }
+
+  /** Stops every vCPU thread (kicking them out of KVM_RUN) and waits for them. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    for (const t of this.threads) {
+      const c = new Int32Array(t.control);
+      Atomics.store(c, VCPU_CTL.STOP, 1);
+      Atomics.store(c, VCPU_CTL.PAUSE, 0);
+      Atomics.notify(c, VCPU_CTL.PAUSE);
+    }
+    this.kickAll();
+    await Promise.all(this.threads.map((t) => t.exited));
+    this.emit('stopped');
+  }
+
+  /** Frees the VM, its vCPUs and its memory. The guest must be stopped. */
+  destroy(): void {
+    if (this.state === 'running' || this.state === 'paused') throw new Error('stop the guest before destroying it');
+    for (const t of this.threads) t.vcpu.close();
+    this.memory.close();
+    sys.close(this.vm.fd);
+    this.kvm.close();
+  }
+
+  counters(): Record<keyof typeof STAT, bigint> {
+    const s = new BigUint64Array(this.stats);
+    return Object.fromEntries(Object.entries(STAT).map(([k, i]) => [k, s[i] ?? 0n])) as Record<keyof typeof STAT, bigint>;
+  }
+}

@@ -1,0 +1,93 @@
+// One vCPU: a worker thread that owns the vCPU's KVM_RUN loop, so a guest
+// that never exits cannot block the core's event loop. Exits that the core
+// must see (power events, failures) are posted; port and MMIO accesses are
+// dispatched here, on the vCPU's own thread, without a round trip through
+// the main thread.
+import { parentPort, workerData } from 'node:worker_threads';
+import * as sys from '../sys/index.js';
+import { Vcpu } from '../kvm/index.js';
+import { KVM_SYSTEM_EVENT } from '../kvm/abi.js';
+import { IoDispatch } from './io-dispatch.js';
+import { VCPU_CTL, type VcpuEvent, type VcpuInput } from './vcpu-protocol.js';
+
+function main(input: VcpuInput): VcpuEvent {
+  // The kick must only ever end a KVM_RUN: blocked in this thread, open inside KVM_RUN.
+  sys.threadSigmask(true, [input.kickSignal]);
+  const map = sys.mmap(input.mmapSize, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, input.vcpuFd, 0);
+  const vcpu = new Vcpu(input.vcpuFd, map);
+  vcpu.setSignalMask([input.kickSignal]);
+  const ctl = new Int32Array(input.control);
+  const io = new IoDispatch(input.stats);
+  parentPort!.postMessage({ type: 'ready', tid: sys.gettid() } satisfies VcpuEvent);
+  const run = vcpu.run;
+  for (;;) {
+    if (Atomics.load(ctl, VCPU_CTL.STOP) !== 0) return { type: 'stopped' };
+    if (Atomics.load(ctl, VCPU_CTL.PAUSE) !== 0) {
+      // Paused: sleep on the control word until unpaused or stopped.
+      Atomics.store(ctl, VCPU_CTL.PAUSED, 1);
+      Atomics.notify(ctl, VCPU_CTL.PAUSED);
+      Atomics.wait(ctl, VCPU_CTL.PAUSE, 1, 1000);
+      continue;
+    }
+    if (Atomics.load(ctl, VCPU_CTL.PAUSED) !== 0) Atomics.store(ctl, VCPU_CTL.PAUSED, 0);
+    const reason = vcpu.runOnce();
+    io.count(reason);
+    switch (reason) {
+      case 'IO': {
+        const a = run.io();
+        // GUEST-INPUT: RunPage.io() has checked size, count and the data offset against the page.
+        for (let i = 0; i < a.count; i++) {
+          const data = a.data.subarray(i * a.size, (i + 1) * a.size);
+          if (a.direction === 'out') io.write('pio', a.port, data);
+          else io.read('pio', a.port, data);
+        }
+        break;
+      }
+      case 'MMIO': {
+        const m = run.mmio();
+        if (m.isWrite) io.write('mmio', Number(m.physAddr), m.data);
+        else io.read('mmio', Number(m.physAddr), m.data);
+        break;
+      }
+      case 'INTR':
+        break; // kicked: the loop head looks at the control words
+      case 'IOAPIC_EOI':
+        io.eoi(run.ioapicEoi().vector);
+        break;
+      case 'SYSTEM_EVENT': {
+        const ev = run.systemEvent();
+        const kind = ev.type === KVM_SYSTEM_EVENT.RESET ? 'reset' : ev.type === KVM_SYSTEM_EVENT.SHUTDOWN ? 'poweroff' : 'crash';
+        return { type: 'power', kind };
+      }
+      case 'SHUTDOWN':
+        // A triple fault: a PC resets.
+        return { type: 'power', kind: 'reset' };
+      case 'FAIL_ENTRY': {
+        const f = run.failEntry();
+        return { type: 'failed', detail: `VM entry failed: hardware reason 0x${f.hardwareEntryFailureReason.toString(16)} on cpu ${f.cpu}` };
+      }
+      case 'INTERNAL_ERROR': {
+        const e = run.internalError();
+        const rip = vcpu.getRegs().rip;
+        return { type: 'failed', detail: `KVM internal error, suberror ${e.suberror} at rip 0x${rip.toString(16)} (data ${e.data.map((d) => d.toString(16)).join(' ')})` };
+      }
+      case 'HLT':
+        // With the LAPIC in the kernel, HLT is handled there; seeing it means the vCPU can never wake.
+        return { type: 'failed', detail: 'HLT exit with an in-kernel LAPIC' };
+      default: {
+        const rip = vcpu.getRegs().rip;
+        return { type: 'failed', detail: `unexpected exit ${reason} at rip 0x${rip.toString(16)}` };
+      }
+    }
+  }
+}
+
+if (parentPort !== null) {
+  let ev: VcpuEvent;
+  try {
+    ev = main(workerData as VcpuInput);
+  } catch (e) {
+    ev = { type: 'failed', detail: e instanceof Error ? e.message : String(e) };
+  }
+  parentPort.postMessage(ev);
+}
