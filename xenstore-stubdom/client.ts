@@ -18,7 +18,9 @@ interface Pending {
   type: number;
   txId: number;
   payload: Buffer;
-  resolve: (b: Buffer) => void;
+  /** Connection epoch the request went out on. */
+  sentEpoch?: number;
+  resolve: (b: Buffer, epoch: number) => void;
   reject: (e: ClientError) => void;
 }
 
@@ -52,6 +54,7 @@ export class XenstoreClient extends EventEmitter {
   private downSince = 0;
   /** Bumped on every (re)connection; transaction ids from an older epoch are void. */
   epoch = 0;
+  private readonly txEpoch = new Map<number, number>();
   reconnects = 0;
 
   constructor(private readonly opts: ClientOptions = {}) {
@@ -94,7 +97,7 @@ export class XenstoreClient extends EventEmitter {
     for (const p of this.inflight.values()) {
       if (p.txId !== 0 || p.type === Op.TRANSACTION_END) p.reject(new ClientError('EAGAIN', 'connection lost during transaction'));
       // The watch stays registered here and is re-sent on reconnect.
-      else if (p.type === Op.WATCH) p.resolve(Buffer.alloc(0));
+      else if (p.type === Op.WATCH) p.resolve(Buffer.alloc(0), this.epoch);
       else retry.push(p);
     }
     this.inflight.clear();
@@ -136,7 +139,7 @@ export class XenstoreClient extends EventEmitter {
         const code: WireErrno = (WIRE_ERRORS as readonly string[]).includes(name) ? (name as WireErrno) : 'EINVAL';
         p.reject(new ClientError(code));
       } else {
-        p.resolve(payload);
+        p.resolve(payload, p.sentEpoch ?? this.epoch);
       }
     }
   }
@@ -144,16 +147,26 @@ export class XenstoreClient extends EventEmitter {
   private transmit(p: Pending): void {
     const reqId = this.nextReqId;
     this.nextReqId = (this.nextReqId % 0xffffffff) + 1;
+    p.sentEpoch = this.epoch;
     this.inflight.set(reqId, p);
     this.socket?.write(encodeFrame(p.type, reqId, p.txId, p.payload));
   }
 
   /** Sends one request; resolves with the reply payload or rejects with a ClientError. */
-  request(type: number, payload: Buffer, txId = 0): Promise<Buffer> {
+  async request(type: number, payload: Buffer, txId = 0): Promise<Buffer> {
+    return (await this.requestTagged(type, payload, txId)).payload;
+  }
+
+  /** As request(), also saying which connection epoch answered. */
+  private requestTagged(type: number, payload: Buffer, txId = 0): Promise<{ payload: Buffer; epoch: number }> {
     if (payload.length > PAYLOAD_MAX) return Promise.reject(new ClientError('E2BIG'));
     if (this.closing) return Promise.reject(new ClientError('Closed'));
+    // A transaction does not survive its connection: the caller must restart it.
+    if (txId !== 0 && (!this.connected || this.txEpoch.get(txId) !== this.epoch)) {
+      return Promise.reject(new ClientError('EAGAIN', 'transaction lost with its connection'));
+    }
     return new Promise((resolve, reject) => {
-      const p: Pending = { type, txId, payload, resolve, reject };
+      const p: Pending = { type, txId, payload, resolve: (b, epoch) => resolve({ payload: b, epoch }), reject };
       if (this.connected) this.transmit(p);
       else this.backlog.push(p);
     });
@@ -188,12 +201,36 @@ export class XenstoreClient extends EventEmitter {
   }
 
   async transactionStart(): Promise<number> {
-    const id = Number((await this.request(Op.TRANSACTION_START, strings(''))).toString('utf8').replace(/\0.*$/s, ''));
+    const { payload, epoch } = await this.requestTagged(Op.TRANSACTION_START, strings(''));
+    const id = Number(payload.toString('utf8').replace(/\0.*$/s, ''));
+    // Started on a connection that has since gone: the daemon forgot it already.
+    if (epoch !== this.epoch) throw new ClientError('EAGAIN', 'transaction lost with its connection');
+    this.txEpoch.set(id, epoch);
     return id;
   }
 
   async transactionEnd(tx: number, commit: boolean): Promise<void> {
-    await this.request(Op.TRANSACTION_END, strings(commit ? 'T' : 'F'), tx);
+    try {
+      await this.request(Op.TRANSACTION_END, strings(commit ? 'T' : 'F'), tx);
+    } finally {
+      this.txEpoch.delete(tx);
+    }
+  }
+
+  /** Runs `body` in a transaction, retrying on EAGAIN (conflict or reconnect) up to `attempts` times. */
+  async transaction<T>(body: (tx: number) => Promise<T>, attempts = 16): Promise<T> {
+    for (let i = 0; ; i++) {
+      let tx = 0;
+      try {
+        tx = await this.transactionStart();
+        const out = await body(tx);
+        await this.transactionEnd(tx, true);
+        return out;
+      } catch (e) {
+        if (tx !== 0 && this.txEpoch.has(tx)) await this.transactionEnd(tx, false).catch(() => undefined);
+        if (!(e instanceof ClientError && e.code === 'EAGAIN') || i + 1 >= attempts) throw e;
+      }
+    }
   }
 
   async introduce(domid: number, gfn = 0, evtchn = 1): Promise<void> {

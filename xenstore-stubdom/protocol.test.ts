@@ -627,3 +627,21 @@ describe('durability barrier', () => {
     expect(journal.appendedSeq).toBeGreaterThan(0);
   });
 });
+
+describe('special paths', () => {
+  it('get_perms_of_special_path_is_EINVAL_as_in_xenstored', () => {
+    const { dom0 } = setup();
+    expect(dom0.req(Op.GET_PERMS, ['@introduceDomain']).error).toBe('EINVAL');
+  });
+
+  it('set_perms_on_unknown_special_path_is_EINVAL', () => {
+    const { dom0 } = setup();
+    expect(dom0.req(Op.SET_PERMS, ['@other', 'n0']).error).toBe('EINVAL');
+  });
+
+  it('guest_cannot_set_special_path_perms', () => {
+    const { d, dom0 } = setup();
+    const g = guest(d, dom0, 3);
+    expect(g.req(Op.SET_PERMS, ['@releaseDomain', 'n0', 'r3']).error).toBe('EACCES');
+  });
+});

@@ -137,11 +137,8 @@ export const HANDLERS = {
   [Op.READ]: { run: (d, s, p, tx) => withCtx(d, s, tx, (ctx) => ops.read(ctx, nodePath(d, s, oneArg(p)))) },
 
   [Op.GET_PERMS]: {
-    run: (d, s, p, tx) => {
-      const path = oneArg(p);
-      if (path !== undefined && isSpecialPath(path)) return strings(...(d.state.special.get(path) ?? []).map(formatPerm));
-      return withCtx(d, s, tx, (ctx) => strings(...ops.getPerms(ctx, nodePath(d, s, path)).map(formatPerm)));
-    },
+    // As in xenstored, special paths have ACLs but GET_PERMS does not show them (EINVAL).
+    run: (d, s, p, tx) => withCtx(d, s, tx, (ctx) => strings(...ops.getPerms(ctx, nodePath(d, s, oneArg(p))).map(formatPerm))),
   },
 
   [Op.WATCH]: {
