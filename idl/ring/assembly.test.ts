@@ -17,8 +17,16 @@ import { FrontRing, initRing, slotSizeFor } from './ring.js';
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WASM = path.join(REPO, '.cache', 'idl-asc', 'harness.wasm');
 
+// The project's lib settings (ES2023 + @types/node 20) do not declare the
+// WebAssembly global, so the little of it used here is typed locally.
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 interface Harness {
-  memory: WebAssembly.Memory;
+  memory: { buffer: ArrayBuffer };
   arena(): number;
   arenaBytes(): number;
   backAttach(protocol: number): number;
@@ -30,7 +38,7 @@ interface Harness {
   sizes(): bigint;
 }
 
-let wasm: WebAssembly.Module;
+let wasm: object;
 
 beforeAll(() => {
   fs.mkdirSync(path.dirname(WASM), { recursive: true });
@@ -39,11 +47,11 @@ beforeAll(() => {
     ['idl/assembly/harness.ts', '--enable', 'threads', '--runtime', 'stub', '-O3', '-o', WASM],
     { cwd: REPO, stdio: 'inherit' },
   );
-  wasm = new WebAssembly.Module(fs.readFileSync(WASM));
+  wasm = new WA.Module(fs.readFileSync(WASM));
 }, 60_000);
 
 function instance(): Harness {
-  return new WebAssembly.Instance(wasm, { env: { abort: () => { throw new Error('wasm abort'); } } }).exports as unknown as Harness;
+  return new WA.Instance(wasm, { env: { abort: () => { throw new Error('wasm abort'); } } }).exports as unknown as Harness;
 }
 
 const GEOMETRY = { order: 4, slotSize: slotSizeFor(RingTestRecord.SIZE, RingTestRecord.SIZE), protocol: RingProtocol.RING_PROTOCOL_TEST };
