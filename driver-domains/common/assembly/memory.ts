@@ -1,0 +1,38 @@
+// The fixed linear-memory map shared by every stub domain (driver-domains/runtime/ABI.md,
+// "Memory"). Mirrored in driver-domains/runtime/abi.ts; runtime/layout.test.ts checks both.
+//
+//   0x0000..0x00ff  never used (keeps a zero pointer meaningless)
+//   0x0100..0x20ff  STATE: the whole device state, persisted by the runtime
+//   0x2100..0x21ff  SCRATCH: log message assembly, transient
+//   0x3000..0x3fff  TX_OUT: console tx_drain output, transient
+//   0x4000..        static data (string literals) placed by the compiler (--memoryBase)
+//
+// Nothing else in the module is mutable: the build rejects mutable globals, a start
+// function and memory growth, so copying STATE into a fresh instance restores it exactly.
+
+export const STATE_BASE: usize = 0x100;
+export const STATE_LIMIT: usize = 0x2100;
+export const SCRATCH_BASE: usize = 0x2100;
+export const SCRATCH_SIZE: u32 = 0x100;
+export const TX_OUT_BASE: usize = 0x3000;
+export const TX_OUT_SIZE: u32 = 0x1000;
+
+/** Identifies a state image so that a runtime never resumes from a foreign or older layout. */
+export const STATE_MAGIC: u32 = 0x5348_564d; // "MVHS" little-endian
+/** The stub-domain ABI revision (driver-domains/runtime/ABI.md). */
+export const ABI_VERSION: u32 = 1;
+
+/** Counters are u64 slots; ids out of range read 0 and are never written. */
+export function counterGet(base: usize, count: u32, id: u32): u64 {
+  if (id >= count) return 0;
+  return load<u64>(base + (<usize>id << 3));
+}
+
+/** Increments a counter and returns its new value, saturating instead of wrapping. */
+export function counterBump(base: usize, id: u32): u64 {
+  const addr = base + (<usize>id << 3);
+  let v = load<u64>(addr);
+  if (v != 0xffff_ffff_ffff_ffff) v += 1;
+  store<u64>(addr, v);
+  return v;
+}
