@@ -61,7 +61,7 @@ function startPeer(mode: 'echo' | 'batch', spinUs: number, count: number, order:
   const done = new Promise<string>((resolve, reject) =>
     child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`peer exited ${code}`)))),
   );
-  const ch = new EventChannel(0, toBack, toFront);
+  const ch = new EventChannel(0, toBack, toFront, { blockingReceive: true });
   // The peer notifies once when it is mapped and ready.
   if (ch.waitSync(30_000) === 0n) throw new Error('peer did not start');
   return { ring, front: new FrontRing(ring.mem, 0, ring.geometry), ch, done };
@@ -87,7 +87,7 @@ async function latency(spinUs: number): Promise<{ p50: number; p99: number }> {
   const { front, ch } = p;
   const mem = p.ring.mem;
   const stats = { immediate: 0, spun: 0, blocked: 0 };
-  const policy = { spinUs, timeoutMs: 30_000, stats };
+  const policy = { spinUs, timeoutMs: -1, stats };
   const rtt = new Float64Array(LAT_N);
   for (let i = 0; i < LAT_N + warm; i++) {
     const t0 = process.hrtime.bigint();
@@ -110,7 +110,7 @@ async function throughput(spinUs: number): Promise<number> {
   const p = startPeer('batch', spinUs, TPUT_N, 10);
   const { front, ch } = p;
   const mem = p.ring.mem;
-  const policy = { spinUs, timeoutMs: 30_000 };
+  const policy = { spinUs, timeoutMs: -1 };
   let sent = 0;
   let acked = 0;
   const t0 = process.hrtime.bigint();
@@ -150,10 +150,14 @@ async function main(): Promise<void> {
   for (const [name, rate] of tputs) {
     console.log(`${name.padEnd(34)} ${Math.round(rate).toLocaleString('en-US')} msgs/s (${(rate / c.round_trips_per_s).toFixed(1)}x C round trips/s)`);
   }
+  // Like for like: the C reference only blocks, so the blocking-only ring is the fair comparison;
+  // busy-polling is reported separately because it buys latency with CPU time.
+  const blockOnly = (rows[0] as [string, { p50: number }])[1].p50;
   const best = Math.min(...rows.map(([, r]) => r.p50));
   const bestRate = Math.max(...tputs.map(([, r]) => r));
-  console.log(`target p50 <= 2x C: best ${(best / c.p50_ns).toFixed(2)}x -> ${best <= 2 * c.p50_ns ? 'met' : 'MISSED'}`);
-  console.log(`target >= 1,000,000 msgs/s batched: best ${Math.round(bestRate).toLocaleString('en-US')} -> ${bestRate >= 1e6 ? 'met' : 'MISSED'}`);
+  const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+  console.log(`target p50 <= 2x C: blocking only ${(blockOnly / c.p50_ns).toFixed(2)}x -> ${verdict(blockOnly <= 2 * c.p50_ns)}; with busy-poll ${(best / c.p50_ns).toFixed(2)}x -> ${verdict(best <= 2 * c.p50_ns)}`);
+  console.log(`target >= 1,000,000 msgs/s batched: best ${Math.round(bestRate).toLocaleString('en-US')} -> ${verdict(bestRate >= 1e6)}`);
 }
 
 await main();

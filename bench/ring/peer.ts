@@ -14,10 +14,10 @@ const spinUs = Number(process.argv[3] ?? '0');
 const count = Number(process.argv[4] ?? '0');
 const ring = mapSharedRing(3, RingProtocol.RING_PROTOCOL_TEST);
 const back = new BackRing(ring.mem, 0, ring.geometry);
-const ch = new EventChannel(0, 5, 4);
+const ch = new EventChannel(0, 5, 4, { blockingReceive: true });
 const mem = ring.mem;
 const stats = { immediate: 0, spun: 0, blocked: 0 };
-const policy = { spinUs, timeoutMs: 30_000, stats };
+const policy = { spinUs, timeoutMs: -1, stats };
 
 // Tells the front this process is up, so start-up time stays out of the measurement.
 ch.notify();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EvtchnError, createChannelPair } from './evtchn.js';
+import { EventChannel, EvtchnError, createChannelPair } from './evtchn.js';
 
 // These touch real eventfds but no other process: still fast and private.
 describe('EventChannel', () => {
@@ -38,6 +38,18 @@ describe('EventChannel', () => {
     a.notify();
 
     expect(await pending).toBe(1n);
+    a.close();
+    b.close();
+  });
+
+  it('wakes_a_blocking_receiver_with_one_read', () => {
+    const { a, b } = createChannelPair();
+    const blocking = new EventChannel(0, -1, b.recvFd, { blockingReceive: true });
+    a.notify();
+    a.notify();
+
+    expect(blocking.waitSync(-1)).toBe(2n);
+    expect(blocking.drain()).toBe(0n);
     a.close();
     b.close();
   });
