@@ -54,3 +54,16 @@ export function logEvent(level: LogLevel, text: string, value: u64, count: u64):
   len = appendText(len, ")");
   log(<u32>level, SCRATCH_BASE, len);
 }
+
+/** Logs "<text> <hex addr> size <size> (count <n>)" for a rejected access. */
+export function logAccess(level: LogLevel, text: string, addr: u64, size: u32, count: u64): void {
+  let len = appendText(0, text);
+  len = appendText(len, " ");
+  len = appendHex(len, addr);
+  len = appendText(len, " size ");
+  len = appendDec(len, <u64>size);
+  len = appendText(len, " (count ");
+  len = appendDec(len, count);
+  len = appendText(len, ")");
+  log(<u32>level, SCRATCH_BASE, len);
+}

@@ -7,7 +7,7 @@ import * as layout from "../../common/assembly/layout";
 import {
   ABI_VERSION, STATE_BASE, STATE_MAGIC, TX_OUT_BASE, counterBump, counterGet,
 } from "../../common/assembly/memory";
-import { LogLevel, logEvent, logWorthy } from "../../common/assembly/log";
+import { LogLevel, logAccess, logWorthy } from "../../common/assembly/log";
 import { COUNTERS_BASE, COUNTER_COUNT, C_INVALID_ACCESS, LAYOUT_REVISION, STATE_SIZE, state } from "./persist";
 import {
   i8042CommandWrite, i8042DataRead, i8042DataWrite, pm1ControlRead, pm1ControlWrite, pm1EventRead,
@@ -76,7 +76,7 @@ export function power_button(): void { pressPowerButton(); }
 
 function invalidAccess(addr: u64, size: u32): void {
   const n = counterBump(COUNTERS_BASE, C_INVALID_ACCESS);
-  if (logWorthy(n)) logEvent(LogLevel.Warn, "console: invalid access at port", addr | (<u64>size << 32), n);
+  if (logWorthy(n)) logAccess(LogLevel.Warn, "console: invalid access at port", addr, size, n);
 }
 
 /** True if [port, port+size) lies inside [base, base+len). */

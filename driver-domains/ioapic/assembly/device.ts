@@ -17,7 +17,7 @@
 import { msi } from "../../common/assembly/host";
 import { IOAPIC_ID, IOAPIC_PINS, PCI_INTX_GSI_BASE, SCI_IRQ } from "../../common/assembly/layout";
 import { counterBump } from "../../common/assembly/memory";
-import { LogLevel, logEvent, logWorthy } from "../../common/assembly/log";
+import { LogLevel, logAccess, logEvent, logWorthy } from "../../common/assembly/log";
 import {
   COUNTERS_BASE, C_BAD_PIN, C_DROPPED_DELIVERY, C_INVALID_ACCESS, C_MSI_SENT, Entry, entry, state,
 } from "./persist";
@@ -30,9 +30,9 @@ import {
 } from "./regs";
 
 /** Counts a rejected access and logs it at 1, 2, 4, 8, ... occurrences. */
-export function invalidAccess(what: string, value: u64): void {
+export function invalidAccess(what: string, where: u64, size: u32): void {
   const n = counterBump(COUNTERS_BASE, C_INVALID_ACCESS);
-  if (logWorthy(n)) logEvent(LogLevel.Warn, what, value, n);
+  if (logWorthy(n)) logAccess(LogLevel.Warn, what, where, size, n);
 }
 
 /** How the platform wires each pin (boot/layout.ts, MADT overrides and _PRT). */
@@ -148,7 +148,7 @@ export function readIndirect(sel: u32): u32 {
     const e = entry(pin);
     return (sel & 1) == 0 ? entryLow(e) : (<u32>e.dest << RTE_DEST_SHIFT);
   }
-  invalidAccess("ioapic: read of missing register", <u64>sel);
+  invalidAccess("ioapic: read of missing register", <u64>sel, 4);
   return 0;
 }
 
@@ -167,7 +167,7 @@ export function writeIndirect(sel: u32, v: u32): void {
     return;
   }
   // Version and arbitration are read-only; anything else names no register.
-  invalidAccess("ioapic: write to read-only or missing register", <u64>sel);
+  invalidAccess("ioapic: write to read-only or missing register", <u64>sel, 4);
 }
 
 /** Register state after a platform reset (datasheet 3.2: entries reset masked). */

@@ -51,7 +51,7 @@ function readRegister(offset: u32, size: u32): u64 {
   if (offset == REG_IOREGSEL && size <= 4) return <u64>state().ioregsel;
   if (offset == REG_IOWIN && size == 4) return <u64>readIndirect(state().ioregsel);
   // The EOI register is write-only; every other offset is unimplemented.
-  invalidAccess("ioapic: bad read at offset", <u64>offset | (<u64>size << 32));
+  invalidAccess("ioapic: bad read at offset", <u64>offset, size);
   return 0;
 }
 
@@ -64,7 +64,7 @@ function writeRegister(offset: u32, size: u32, value: u64): void {
   } else if (offset == REG_EOI && size <= 4) {
     eoiVector(<u32>(value & 0xff));
   } else {
-    invalidAccess("ioapic: bad write at offset", <u64>offset | (<u64>size << 32));
+    invalidAccess("ioapic: bad write at offset", <u64>offset, size);
   }
 }
 
@@ -74,7 +74,7 @@ export function ioreq(seq: u64, space: u32, addr: u64, size: u32, dir: u32, data
   // runtime; the address must fall inside this page. Every path answers exactly once.
   if (space != <u32>Space.Mmio || !sizeValid(size) || dir > <u32>Dir.Write
       || addr < layout.IOAPIC_BASE || addr - layout.IOAPIC_BASE >= MMIO_SIZE) {
-    invalidAccess("ioapic: access outside the register page", addr);
+    invalidAccess("ioapic: access outside the register page", addr, size);
   } else {
     const offset = <u32>(addr - layout.IOAPIC_BASE);
     if (dir == <u32>Dir.Read) result = readRegister(offset, size) & sizeMask(size);
