@@ -23,6 +23,8 @@ export interface ConnectionStats {
   violations: number;
   overflowCloses: number;
   coalescedEvents: number;
+  /** Times a connection was paused because it did not read its replies. */
+  pauses: number;
 }
 
 export class Connection implements Sink {
@@ -90,6 +92,7 @@ export class Connection implements Sink {
       this.close('client does not read its replies');
     } else if (total > this.daemon.state.limits.outputPauseBytes && !this.paused) {
       this.paused = true;
+      this.stats.pauses++;
       this.socket.pause();
     }
   }

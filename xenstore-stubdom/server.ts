@@ -32,7 +32,7 @@ export class Server {
   readonly daemon: Xenstored;
   readonly journal: Journal;
   readonly recovery: RecoveryReport;
-  readonly stats: ConnectionStats = { violations: 0, overflowCloses: 0, coalescedEvents: 0 };
+  readonly stats: ConnectionStats = { violations: 0, overflowCloses: 0, coalescedEvents: 0, pauses: 0 };
   private readonly connections = new Set<Connection>();
   private readonly listeners = new Map<number, net.Server>();
   private timer: NodeJS.Timeout | undefined;
@@ -45,7 +45,7 @@ export class Server {
       domainIntroduced: (domid) => this.listenDomain(domid),
       domainReleased: (domid) => this.unlistenDomain(domid),
       snapshot: () => void this.journal.snapshot(),
-      stats: () => `protocol-violations=${this.stats.violations} overflow-closes=${this.stats.overflowCloses} coalesced-events=${this.stats.coalescedEvents}`,
+      stats: () => `protocol-violations=${this.stats.violations} overflow-closes=${this.stats.overflowCloses} coalesced-events=${this.stats.coalescedEvents} pauses=${this.stats.pauses}`,
       log: opts.log,
     });
     this.journal.onDurable(() => {

@@ -1,4 +1,6 @@
 // The client library against a daemon that is killed and restarted under it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientError } from '../../xenstore-stubdom/errors.js';
 import { XenstoreClient } from '../../xenstore-stubdom/client.js';
@@ -79,5 +81,41 @@ describe('XenstoreClient across daemon restarts', () => {
     daemon = await startDaemon(dir);
     expect((await c.read('/cl/p')).toString()).toBe('persisted');
     expect(await c.getPerms('/cl/p')).toEqual(['n0', 'r7']);
+  });
+});
+
+describe('restart restores domains and quota accounting', () => {
+  it('guest_at_its_node_quota_stays_there_after_restart', async () => {
+    const { dir, d } = await fresh();
+    const dom0 = client(d.socket);
+    await dom0.control('quota', 'set', 'nodes', '4');
+    await dom0.introduce(9);
+    await dom0.write('/local/domain/9', '');
+    await dom0.setPerms('/local/domain/9', ['n9']);
+    const guestSocket = path.join(d.domainDir, '9');
+    await waitFor(() => fs.existsSync(guestSocket), 5000, 'domain 9 socket');
+    const guest = client(guestSocket);
+    // /local/domain/9 itself counts: three more nodes reach the quota of 4.
+    for (const k of ['a', 'b', 'c']) await guest.write(k, 'v');
+    await expect(guest.write('d', 'v')).rejects.toMatchObject({ code: 'ENOSPC' });
+    await d.kill9();
+    daemon = await startDaemon(dir);
+    await waitFor(() => guest.isConnected, 5000, 'guest reconnect');
+    // Still domain 9 (its socket was re-created from the journal), still at quota.
+    await expect(guest.write('d', 'v')).rejects.toMatchObject({ code: 'ENOSPC' });
+    await guest.rm('a');
+    await guest.write('d', 'v');
+    expect(await dom0.getPerms('/local/domain/9/d')).toEqual(['n9']);
+  });
+});
+
+describe('configuration from the environment', () => {
+  it('daemon_listens_on_XENSTORED_PATH_and_keeps_state_in_XENSTORED_STATE_DIR', async () => {
+    buildDaemon();
+    const dir = tempDir('env');
+    daemon = await startDaemon(dir, [], true);
+    const c = client(path.join(dir, 'socket'));
+    await c.write('/env/k', 'v');
+    expect(fs.readdirSync(path.join(dir, 'state')).some((f) => f.startsWith('journal.'))).toBe(true);
   });
 });

@@ -50,13 +50,17 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(dir: string, extra: string[] = []): Promise<Daemon> {
+/**
+ * Starts the daemon on `dir`. With `viaEnv`, the socket and state directory are
+ * given only through XENSTORED_PATH and XENSTORED_STATE_DIR.
+ */
+export async function startDaemon(dir: string, extra: string[] = [], viaEnv = false): Promise<Daemon> {
   const socket = path.join(dir, 'socket');
   const stateDir = path.join(dir, 'state');
   const domainDir = path.join(dir, 'domains');
-  const proc = spawn(process.execPath, [DAEMON, '--socket', socket, '--state-dir', stateDir, '--domain-sockets', domainDir, ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const args = viaEnv ? [DAEMON, '--domain-sockets', domainDir, ...extra] : [DAEMON, '--socket', socket, '--state-dir', stateDir, '--domain-sockets', domainDir, ...extra];
+  const env = viaEnv ? { ...process.env, XENSTORED_PATH: socket, XENSTORED_STATE_DIR: stateDir } : process.env;
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let err = '';
   proc.stderr?.on('data', (d: Buffer) => { err += d.toString(); });
   await new Promise<void>((resolve, reject) => {

@@ -112,15 +112,20 @@ describe('hostile clients', () => {
     c.sock.pause();
     const before = rssKb(daemon.proc.pid as number);
     const req = encodeFrame(Op.READ, 1, 0, strings('/hostile/big'));
-    // 40 MB of replies requested; the daemon must stop reading rather than buffer them.
+    // 100 MB of replies requested; the daemon must stop reading rather than buffer them.
     const burst = Buffer.concat(Array.from({ length: 1000 }, () => req));
-    for (let i = 0; i < 10; i++) c.sock.write(burst);
+    for (let i = 0; i < 25; i++) c.sock.write(burst);
     await new Promise((r) => setTimeout(r, 1500));
     const t0 = Date.now();
     await honestStillWorks('noread');
     expect(Date.now() - t0).toBeLessThan(1000);
+    expect(await honest.control('stats')).toMatch(/pauses=[1-9]/);
     const grown = rssKb(daemon.proc.pid as number) - before;
-    expect(grown).toBeLessThan(64 * 1024);
+    expect(grown).toBeLessThan(32 * 1024);
+    // Once it reads again, it gets its replies, in order.
+    c.sock.resume();
+    const first = await c.frame();
+    expect([first.type, first.payload.length]).toEqual([Op.READ, 4000]);
     c.close();
   });
 
