@@ -137,11 +137,23 @@ function us(ns: number): string {
 }
 
 async function main(): Promise<void> {
-  const c = runC(buildC());
+  const bin = buildC();
+  // The machine is shared, so the reference runs before and after the ring
+  // latency runs; ratios use the faster of the two (the conservative choice).
+  const c1 = runC(bin);
   console.log(`bench/ring on ${process.platform}/${process.arch}, node ${process.version}, ${LAT_N} round trips, ${TPUT_N} one-way messages`);
-  console.log(`C eventfd ping-pong (reference): p50 ${us(c.p50_ns)}  p99 ${us(c.p99_ns)}  ${Math.round(c.round_trips_per_s)} round trips/s`);
   const rows: Array<[string, { p50: number; p99: number }]> = [];
   for (const spinUs of [0, 20, 200]) rows.push([`ring, spin ${spinUs} us then block`, await latency(spinUs)]);
+  const c2 = runC(bin);
+  const c: CResult = {
+    p50_ns: Math.min(c1.p50_ns, c2.p50_ns),
+    p99_ns: Math.min(c1.p99_ns, c2.p99_ns),
+    round_trips_per_s: Math.max(c1.round_trips_per_s, c2.round_trips_per_s),
+  };
+  for (const [i, r] of [c1, c2].entries()) {
+    console.log(`C eventfd ping-pong run ${i + 1}: p50 ${us(r.p50_ns)}  p99 ${us(r.p99_ns)}  ${Math.round(r.round_trips_per_s)} round trips/s`);
+  }
+  console.log(`C reference (best of both): p50 ${us(c.p50_ns)}  p99 ${us(c.p99_ns)}  ${Math.round(c.round_trips_per_s)} round trips/s`);
   for (const [name, r] of rows) {
     console.log(`${name.padEnd(34)} p50 ${us(r.p50).padStart(9)} (${(r.p50 / c.p50_ns).toFixed(2)}x C)  p99 ${us(r.p99).padStart(9)} (${(r.p99 / c.p99_ns).toFixed(2)}x C)`);
   }
