@@ -147,7 +147,7 @@ export const ringIndicesTarget: FuzzTarget = {
     const dv = new DataView(data.buffer, data.byteOffset, data.byteLength); // fuzz input words, not a wire record
     for (let at = 0; at + 5 <= data.length; at += 5) {
       const op = data[at] as number;
-      const word = dv.getUint32(at + 1, true);
+      const word = dv.getUint32(at + 1, true); // an operand drawn from the fuzz input, not a wire field
       try {
         switch (op % 8) {
           case 0: RingHeader.storeReqProd(mem, 0, word); break; // hostile front

@@ -96,6 +96,7 @@ export class Reader {
   }
   fixed32(what: string): number {
     this.need(4, what);
+    // Protobuf's own fixed32 encoding (always little-endian), not a record layout.
     const v = this.dv.getUint32(this.pos, true);
     this.pos += 4;
     return v;
@@ -105,6 +106,7 @@ export class Reader {
   }
   fixed64(what: string): bigint {
     this.need(8, what);
+    // Protobuf's own fixed64 encoding (always little-endian), not a record layout.
     const v = this.dv.getBigUint64(this.pos, true);
     this.pos += 8;
     return v;
@@ -273,6 +275,7 @@ export class Writer {
   }
   fixed32(v: number): void {
     this.ensure(4);
+    // Protobuf's own fixed32 encoding (always little-endian), not a record layout.
     this.dv.setUint32(this.pos, v >>> 0, true);
     this.pos += 4;
   }
@@ -281,6 +284,7 @@ export class Writer {
   }
   fixed64(v: bigint): void {
     this.ensure(8);
+    // Protobuf's own fixed64 encoding (always little-endian), not a record layout.
     this.dv.setBigUint64(this.pos, BigInt.asUintN(64, v), true);
     this.pos += 8;
   }
