@@ -17,8 +17,12 @@ export const SCRATCH_SIZE: u32 = 0x100;
 export const TX_OUT_BASE: usize = 0x3000;
 export const TX_OUT_SIZE: u32 = 0x1000;
 
-/** Identifies a state image so that a runtime never resumes from a foreign or older layout. */
-export const STATE_MAGIC: u32 = 0x5348_564d; // "MVHS" little-endian
+/**
+ * First word of every state image: "MH" (microhv) in the low half, the module kind in the
+ * high half, so that a runtime never resumes one module from another's image.
+ */
+export const STATE_MAGIC_IOAPIC: u32 = 0x0001_484d;
+export const STATE_MAGIC_CONSOLE: u32 = 0x0002_484d;
 /** The stub-domain ABI revision (driver-domains/runtime/ABI.md). */
 export const ABI_VERSION: u32 = 1;
 

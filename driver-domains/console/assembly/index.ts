@@ -5,7 +5,7 @@ import { answer } from "../../common/assembly/host";
 import { Dir, Space, sizeMask, sizeValid } from "../../common/assembly/ioreq";
 import * as layout from "../../common/assembly/layout";
 import {
-  ABI_VERSION, STATE_BASE, STATE_MAGIC, TX_OUT_BASE, counterBump, counterGet,
+  ABI_VERSION, STATE_BASE, STATE_MAGIC_CONSOLE as STATE_MAGIC, TX_OUT_BASE, counterBump, counterGet,
 } from "../../common/assembly/memory";
 import { LogLevel, logAccess, logWorthy } from "../../common/assembly/log";
 import { COUNTERS_BASE, COUNTER_COUNT, C_INVALID_ACCESS, LAYOUT_REVISION, STATE_SIZE, state } from "./persist";

@@ -4,7 +4,7 @@ import { answer } from "../../common/assembly/host";
 import { Dir, Space, sizeMask, sizeValid } from "../../common/assembly/ioreq";
 import * as layout from "../../common/assembly/layout";
 import {
-  ABI_VERSION, STATE_BASE, STATE_MAGIC, counterGet,
+  ABI_VERSION, STATE_BASE, STATE_MAGIC_IOAPIC as STATE_MAGIC, counterGet,
 } from "../../common/assembly/memory";
 import { eoi as eoiVector, invalidAccess, readIndirect, resetDevice, setIrq, writeIndirect } from "./device";
 import { COUNTERS_BASE, COUNTER_COUNT, LAYOUT_REVISION, STATE_SIZE, entry, state } from "./persist";
