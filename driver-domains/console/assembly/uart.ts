@@ -87,7 +87,9 @@ function txPush(b: u8): void {
 /** Copies every pending transmitted byte to `dst` (at most TX_CAPACITY) and empties the ring. */
 export function txDrain(dst: usize): u32 {
   const s = state();
-  const n = s.txCount;
+  // txCount never exceeds TX_CAPACITY; the clamp keeps even a damaged state image from
+  // writing past the TX_OUT area.
+  const n = min(s.txCount, TX_CAPACITY);
   for (let i: u32 = 0; i < n; i++) {
     store<u8>(dst + <usize>i, load<u8>(TX_RING_BASE + <usize>((s.txHead + i) % TX_CAPACITY)));
   }
