@@ -81,7 +81,8 @@ export class Connection {
     if (this.closed) throw new ControlError('CLOSED', 'connection is closed');
     const frame = encodeFrame(createEnvelope({ id, replyTo, body }), fds.length);
     if (this.out.length > 0) {
-      this.out.push({ data: frame, fds });
+      // Queued fds are duplicates, so the caller may close its own at once.
+      this.out.push({ data: frame, fds: fds.map((fd) => sys.dup(fd)) });
       return;
     }
     this.write(frame, fds);
@@ -124,7 +125,8 @@ export class Connection {
     }
     if (sent < frame.length) {
       // The fds went with the first byte; only the rest of the bytes remain.
-      this.out.push({ data: frame.subarray(sent), fds: sent > 0 ? [] : fds });
+      // Queued fds are duplicates, so the caller may close its own at once.
+      this.out.push({ data: frame.subarray(sent), fds: sent > 0 ? [] : fds.map((fd) => sys.dup(fd)) });
       this.reactor.modify(this.key, this.fd, sys.consts.EPOLLIN | sys.consts.EPOLLOUT | sys.consts.EPOLLRDHUP);
     }
   }
@@ -139,6 +141,8 @@ export class Connection {
         if (e instanceof SysError && e.errno === EAGAIN) return;
         throw new ControlError('SYS', 'sendmsg', { cause: e });
       }
+      // Sent with the first byte: the queued duplicates are no longer needed.
+      closeAll(head.fds);
       if (sent < head.data.length) {
         this.out[0] = { data: head.data.subarray(sent), fds: [] };
         return;
@@ -215,6 +219,7 @@ export class Connection {
     this.reactor.remove(this.key, this.fd);
     closeAll([this.fd]);
     closeAll(this.decoder.takeStrayFds());
+    for (const q of this.out.splice(0)) closeAll(q.fds);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(new ControlError('CLOSED', 'connection closed before the reply', err === null ? undefined : { cause: err }));

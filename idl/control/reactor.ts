@@ -69,7 +69,16 @@ export class Reactor {
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      const events = await sys.epollWaitAsync(this.epfd, 64, -1);
+      let events: sys.EpollEvent[];
+      try {
+        events = await sys.epollWaitAsync(this.epfd, 64, -1);
+      } catch (e) {
+        // epoll_wait on our own fd failing is not transient (EBADF, EINVAL):
+        // stop rather than spin, and say why.
+        this.stopping = true;
+        this.onHandlerError(new ControlError('SYS', 'epoll_wait', { cause: e }));
+        return;
+      }
       for (const ev of events) {
         if (ev.data === WAKE_KEY) {
           this.drainWake();
