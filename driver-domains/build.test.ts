@@ -8,7 +8,7 @@ import { abiViolations } from './build.js';
 function moduleWith(extra: (m: binaryen.Module) => void): binaryen.Module {
   const m = new binaryen.Module();
   m.setMemory(1, 1, 'memory');
-  for (const name of ['abi_version', 'state_base', 'state_size', 'state_valid', 'init', 'reset', 'ioreq', 'counter', 'counter_count', 'set_irq', 'eoi']) {
+  for (const name of ['abi_version', 'state_base', 'state_size', 'state_valid', 'init', 'reset', 'ioreq', 'counter', 'counter_count', 'set_irq', 'eoi', 'route_generation', 'route_addr', 'route_data', 'route_flags']) {
     m.addFunction(name, binaryen.none, binaryen.none, [], m.nop());
     m.addFunctionExport(name, name);
   }

@@ -1,7 +1,7 @@
 // Behaviour of the ioapic stub domain through its ABI, driven as Linux drives an 82093AA.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { IOAPIC_BASE, PCI_INTX_GSI_BASE } from '../../boot/layout.js';
-import { IoapicCounter } from '../runtime/abi.js';
+import { IoapicCounter, RouteFlag } from '../runtime/abi.js';
 import { StubHarness } from '../runtime/testing.js';
 
 const IOREGSEL = IOAPIC_BASE;
@@ -336,5 +336,38 @@ describe('MSI encoding', () => {
     h.exports.set_irq(1, 1);
 
     expect(h.counter(IoapicCounter.MsiSent)).toBe(2n);
+  });
+});
+
+describe('routes for microhv', () => {
+  it('route_of_a_level_pin_matches_the_msi_it_delivers', () => {
+    writeEntry(h, 17, 0x51 | LEVEL | ACTIVE_LOW | LOGICAL, 0x02);
+
+    h.exports.set_irq(17, 1);
+
+    expect(h.msis()[0]).toEqual({ kind: 'msi', addr: h.exports.route_addr(17), data: h.exports.route_data(17) });
+    expect(h.exports.route_flags(17)).toBe(RouteFlag.Level | RouteFlag.Deliverable);
+  });
+
+  it('route_flags_report_masked_and_undeliverable_entries', () => {
+    writeEntry(h, 0, 0x20 | EXTINT | MASKED);
+
+    expect(h.exports.route_flags(0)).toBe(RouteFlag.Masked);
+  });
+
+  it('route_generation_changes_on_entry_writes_only', () => {
+    const before = h.exports.route_generation();
+    readEntry(h, 3);
+    writeReg(h, 0x00, 0);
+    const afterReads = h.exports.route_generation();
+
+    writeEntry(h, 3, 0x33);
+
+    expect(afterReads).toBe(before);
+    expect(h.exports.route_generation()).not.toBe(before);
+  });
+
+  it('route_of_a_missing_pin_reads_zero', () => {
+    expect([h.exports.route_addr(24), h.exports.route_data(24), h.exports.route_flags(24)]).toEqual([0n, 0, 0]);
   });
 });

@@ -64,7 +64,14 @@ export interface CommonExports {
 export interface IoapicExports extends CommonExports {
   set_irq(pin: number, level: number): void;
   eoi(vector: number): void;
+  route_generation(): number;
+  route_addr(pin: number): bigint;
+  route_data(pin: number): number;
+  route_flags(pin: number): number;
 }
+
+/** Bits of the ioapic's route_flags(pin). */
+export enum RouteFlag { Masked = 1, Level = 2, Deliverable = 4 }
 
 export interface ConsoleExports extends CommonExports {
   rx(byte: number): number;
@@ -84,7 +91,7 @@ const COMMON_FUNCTIONS = [
 
 /** Function exports each module must have. */
 export const STUB_FUNCTIONS = {
-  ioapic: [...COMMON_FUNCTIONS, 'set_irq', 'eoi'],
+  ioapic: [...COMMON_FUNCTIONS, 'set_irq', 'eoi', 'route_generation', 'route_addr', 'route_data', 'route_flags'],
   console: [...COMMON_FUNCTIONS, 'rx', 'tx_buf', 'tx_drain', 'platform_event', 'platform_event_clear', 'power_button'],
 } as const satisfies Record<StubKind, readonly string[]>;
 

@@ -53,6 +53,38 @@ function entryTrigger(e: Entry): Trigger {
   return effectiveTrigger(<DeliveryMode>e.delivery, <Trigger>e.trigger);
 }
 
+/** Route flags (driver-domains/runtime/abi.ts RouteFlag). */
+export const ROUTE_MASKED: u32 = 1;
+export const ROUTE_LEVEL: u32 = 2;
+export const ROUTE_DELIVERABLE: u32 = 4;
+
+/**
+ * The MSI a pin would send now, for microhv's GSI routes: KVM learns from level-triggered
+ * MSI routes which vectors need an EOI exit (KVM_EXIT_IOAPIC_EOI), and an unmasked route
+ * can also be bound to an irqfd. Pins out of range read 0.
+ */
+export function routeAddress(pin: u32): u64 {
+  if (pin >= IOAPIC_PINS) return 0;
+  const e = entry(pin);
+  return msiAddress(<u32>e.dest, <DestMode>e.destMode, <DeliveryMode>e.delivery);
+}
+
+export function routeData(pin: u32): u32 {
+  if (pin >= IOAPIC_PINS) return 0;
+  const e = entry(pin);
+  return msiData(<u32>e.vector, <DeliveryMode>e.delivery, entryTrigger(e));
+}
+
+export function routeFlags(pin: u32): u32 {
+  if (pin >= IOAPIC_PINS) return 0;
+  const e = entry(pin);
+  let flags: u32 = 0;
+  if (e.masked != 0) flags |= ROUTE_MASKED;
+  if (entryTrigger(e) == Trigger.Level) flags |= ROUTE_LEVEL;
+  if (canDeliver(<DeliveryMode>e.delivery, <u32>e.vector)) flags |= ROUTE_DELIVERABLE;
+  return flags;
+}
+
 /** Sends the entry's interrupt; sets remote IRR for a level entry. */
 function deliver(pin: u32, e: Entry): void {
   const mode = <DeliveryMode>e.delivery;
@@ -161,6 +193,7 @@ export function writeIndirect(sel: u32, v: u32): void {
   if (sel >= IND_REDIR_FIRST && sel <= IND_REDIR_LAST) {
     const pin = (sel - IND_REDIR_FIRST) >> 1;
     const e = entry(pin);
+    state().routeGeneration++;
     if ((sel & 1) == 0) writeEntryLow(pin, e, v);
     // Bits 55:32 are reserved; only the destination byte is kept.
     else e.dest = <u8>(v >> RTE_DEST_SHIFT);
@@ -175,6 +208,7 @@ export function resetDevice(): void {
   const s = state();
   s.ioregsel = 0;
   s.id = IOAPIC_ID & ID_MASK;
+  s.routeGeneration++;
   for (let pin: u32 = 0; pin < IOAPIC_PINS; pin++) {
     const e = entry(pin);
     e.vector = 0;

@@ -6,7 +6,9 @@ import * as layout from "../../common/assembly/layout";
 import {
   ABI_VERSION, STATE_BASE, STATE_MAGIC_IOAPIC as STATE_MAGIC, counterGet,
 } from "../../common/assembly/memory";
-import { eoi as eoiVector, invalidAccess, readIndirect, resetDevice, setIrq, writeIndirect } from "./device";
+import {
+  eoi as eoiVector, invalidAccess, readIndirect, resetDevice, routeAddress, routeData, routeFlags, setIrq, writeIndirect,
+} from "./device";
 import { COUNTERS_BASE, COUNTER_COUNT, LAYOUT_REVISION, STATE_SIZE, entry, state } from "./persist";
 import { MMIO_SIZE, REG_EOI, REG_IOREGSEL, REG_IOWIN } from "./regs";
 import { IOAPIC_PINS } from "../../common/assembly/layout";
@@ -44,6 +46,15 @@ export function counter(id: u32): u64 { return counterGet(COUNTERS_BASE, COUNTER
 export function counter_count(): u32 { return COUNTER_COUNT; }
 
 export function set_irq(pin: u32, level: u32): void { setIrq(pin, level); }
+
+/** Changes whenever a route may have changed; the runtime re-reads routes when it does. */
+export function route_generation(): u32 { return state().routeGeneration; }
+/** The MSI address pin `pin` delivers with now. */
+export function route_addr(pin: u32): u64 { return routeAddress(pin); }
+/** The MSI data pin `pin` delivers with now. */
+export function route_data(pin: u32): u32 { return routeData(pin); }
+/** RouteFlag bits: masked, level-triggered, deliverable. */
+export function route_flags(pin: u32): u32 { return routeFlags(pin); }
 export function eoi(vector: u32): void { eoiVector(vector); }
 
 function readRegister(offset: u32, size: u32): u64 {

@@ -15,6 +15,8 @@ export const LAYOUT_REVISION: u32 = 1;
   ioregsel: u32;
   /** IOAPICID bits 27:24. */
   id: u32;
+  /** Bumped on every redirection-entry write and on reset, so the runtime knows to re-read routes. */
+  routeGeneration: u32;
 }
 
 /** One redirection entry, held decoded (regs.ts enums stored as u8). */
