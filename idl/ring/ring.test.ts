@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { RingHeader, RingProtocol, RingTestRecord } from '../generated/ring.js';
 import { SharedBytes } from '../runtime/shared.js';
 import { RingError } from './errors.js';
+import { RING_PROTOCOLS, geometryFor } from './protocols.js';
 import { BackRing, FrontRing, attachRing, initRing, ringBytes, slotSizeFor } from './ring.js';
 import type { RingGeometry } from './ring.js';
 
@@ -30,6 +31,11 @@ function codeOf(f: () => unknown): string {
 }
 
 describe('ring geometry', () => {
+  it('sizes_each_protocol_slot_for_its_larger_record', () => {
+    expect(geometryFor(RING_PROTOCOLS.RING_PROTOCOL_BUFFERED_IOREQ, 5)).toEqual({ order: 5, slotSize: 24, protocol: RingProtocol.RING_PROTOCOL_BUFFERED_IOREQ });
+    expect(geometryFor(RING_PROTOCOLS.RING_PROTOCOL_EVTCHN_OP, 0).slotSize).toBe(16);
+  });
+
   it('puts_front_and_back_indices_on_separate_cache_lines', () => {
     expect(RingHeader.SIZE).toBe(128);
     expect(Math.floor(RingHeader.OFFSET.reqProd / 64)).toBe(Math.floor(RingHeader.OFFSET.rspEvent / 64));
