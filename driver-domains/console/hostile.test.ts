@@ -70,4 +70,12 @@ describe('console under hostile accesses', () => {
     expect(h.counter(ConsoleCounter.InvalidAccess)).toBeGreaterThan(0n);
     expect(h.exports.state_valid()).toBe(1);
   });
+
+  it('unknown_counter_ids_read_zero', async () => {
+    const h = await StubHarness.create('console');
+    h.ioreq(IoSpace.Mmio, 0, 3, 9);
+
+    expect(h.counter(ConsoleCounter.InvalidAccess)).toBe(1n);
+    expect([h.counter(h.exports.counter_count()), h.counter(0xffff_ffff)]).toEqual([0n, 0n]);
+  });
 });

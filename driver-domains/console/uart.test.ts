@@ -111,6 +111,15 @@ describe('transmit', () => {
     expect([first, afterRead, iirId(h)]).toEqual([0x02, IIR_NO_INT, 0x02]);
   });
 
+  it('ier_rewrite_with_thri_already_set_rearms_thre', () => {
+    h.pioWrite(IER, IER_THRI);
+    iirId(h);
+
+    h.pioWrite(IER, IER_THRI | IER_RDI);
+
+    expect(iirId(h)).toBe(0x02);
+  });
+
   it('thr_write_rearms_the_thre_interrupt', () => {
     h.pioWrite(IER, IER_THRI);
     iirId(h);

@@ -97,4 +97,12 @@ describe('ioapic under hostile accesses', () => {
     expect(logs).toHaveLength(10);
     expect(logs[0]).toMatchObject({ kind: 'log', text: "ioapic: bad read at offset 0x20 size 4 (count 1)" });
   });
+
+  it('unknown_counter_ids_read_zero', async () => {
+    const h = await StubHarness.create('ioapic');
+    h.ioreq(IoSpace.Mmio, 0, 3, 9);
+
+    expect(h.counter(IoapicCounter.InvalidAccess)).toBe(1n);
+    expect([h.counter(h.exports.counter_count()), h.counter(0xffff_ffff)]).toEqual([0n, 0n]);
+  });
 });

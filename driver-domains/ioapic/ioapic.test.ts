@@ -95,6 +95,26 @@ describe('register interface', () => {
   });
 });
 
+describe('as Linux programs it', () => {
+  it('linux_boot_sequence_programs_com1_edge_and_sci_level_and_delivers_both', () => {
+    // setup_IO_APIC: read the version for the entry count, mask every entry, then program
+    // ISA IRQ 4 (edge, active-high) and the SCI (level, active-low, from the MADT override).
+    const entries = ((readReg(h, 0x01) >>> 16) & 0xff) + 1;
+    for (let pin = 0; pin < entries; pin++) writeReg(h, 0x10 + 2 * pin, MASKED);
+    writeEntry(h, 4, 0x24, 0);
+    writeEntry(h, 9, 0x29 | LEVEL | ACTIVE_LOW, 0);
+
+    h.exports.set_irq(4, 1);
+    h.exports.set_irq(9, 1);
+
+    expect(entries).toBe(24);
+    expect(h.msis()).toEqual([
+      { kind: 'msi', addr: 0xfee00000n, data: 0x24 },
+      { kind: 'msi', addr: 0xfee00000n, data: 0x29 | 0xc000 },
+    ]);
+  });
+});
+
 describe('edge-triggered pins', () => {
   it('edge_delivers_one_msi_on_rising_edge', () => {
     writeEntry(h, 4, 0x24, 1);
@@ -189,7 +209,17 @@ describe('level-triggered pins', () => {
     expect(readEntry(h, pin).low & REMOTE_IRR).toBe(0);
   });
 
-  it('eoi_register_write_clears_remote_irr_and_redelivers', () => {
+  it('eoi_register_write_redelivers_while_asserted', () => {
+    writeEntry(h, pin, low);
+    h.exports.set_irq(pin, 1);
+    h.clearEvents();
+
+    h.mmioWrite(EOI_REG, 0x41);
+
+    expect(h.msis()).toHaveLength(1);
+  });
+
+  it('eoi_register_write_clears_remote_irr_so_a_new_assertion_delivers', () => {
     writeEntry(h, pin, low);
     h.exports.set_irq(pin, 1);
     h.exports.set_irq(pin, 0);
