@@ -7,7 +7,7 @@
 // Run as a script (`node dist/driver-domains/build.js`, the `driver-domains-wasm` make
 // target) or through ensureBuilt(), which the test harness calls so that a stale or
 // missing module is rebuilt before use, never skipped.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import asc from 'assemblyscript/asc';
@@ -171,9 +171,45 @@ export async function buildModule(root: string, kind: StubKind): Promise<BuiltMo
   return { kind, path, bytes, unoptimizedSize: unoptimized.length };
 }
 
+/** A lock older than this belongs to a builder that died; it is broken. */
+const LOCK_STALE_MS = 120_000;
+
+/**
+ * Runs `fn` while holding a cross-process lock (an exclusive mkdir), so that parallel test
+ * workers build a stale module once instead of all at the same time on a small machine.
+ */
+async function withBuildLock<T>(root: string, kind: StubKind, fn: () => Promise<T>): Promise<T> {
+  const lock = `${outputPath(root, kind)}.lock`;
+  mkdirSync(dirname(lock), { recursive: true });
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) rmSync(lock, { recursive: true, force: true });
+      } catch {
+        // Released between the two calls: just retry.
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 /** The path of an up-to-date build of `kind`, building it first if it is missing or stale. */
 export async function ensureBuilt(root: string, kind: StubKind): Promise<string> {
-  if (isStale(root, kind)) await buildModule(root, kind);
+  if (isStale(root, kind)) {
+    await withBuildLock(root, kind, async () => {
+      // Another process may have built it while this one waited for the lock.
+      if (isStale(root, kind)) await buildModule(root, kind);
+    });
+  }
   return outputPath(root, kind);
 }
 
