@@ -43,7 +43,9 @@ $(CACHE)/npm.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# Compiles the whole tree into dist/; tsc type-checks as it emits, and fails on any type error.
 build: setup
+	rm -rf dist
 	npx tsc -p tsconfig.json
 
 typecheck: setup
@@ -52,7 +54,8 @@ typecheck: setup
 lint: setup
 	npx eslint .
 
-unit: setup
+# Unit tests may start compiled worker threads, so they run after the build.
+unit: build
 	npx vitest run
 
 images: build
@@ -67,7 +70,9 @@ probe: build
 hosttest: images
 	npx vitest run --config vitest.host.config.ts
 
-test: typecheck lint $(CHECK_TARGETS) unit $(FUZZ_SHORT_TARGETS) hosttest
+# Order matters: build (type check included), lint, component checks, unit tests, short fuzz runs,
+# then the test-host tests. Make runs these one after another (no -j).
+test: build lint $(CHECK_TARGETS) unit $(FUZZ_SHORT_TARGETS) hosttest
 
 demo: images
 	$(NODE) dist/testhost/cli.js demo

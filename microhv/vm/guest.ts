@@ -10,6 +10,9 @@ import { compiledWorker } from '../worker-path.js';
 import { GuestMemory } from './memory.js';
 import { bootMsrs, guestCpuid } from './cpuid.js';
 import { STAT } from './io-dispatch.js';
+import { IoRangeError, RangeTable, type Space } from '../ioreq/ranges.js';
+import { EndpointTable, MAX_ENDPOINTS, createEndpoint, type EndpointFds } from '../ioreq/endpoints.js';
+import { unmapSharedRing } from '../../idl/ring/shm.js';
 import { VCPU_CTL, type VcpuEvent, type VcpuInput } from './vcpu-protocol.js';
 
 export interface BootConfig {
@@ -35,6 +38,9 @@ const MAX_VCPUS = 64;
 export class Guest extends EventEmitter<GuestEvents> {
   state: GuestState = 'created';
   readonly stats = new SharedArrayBuffer(STAT.WORDS * 8);
+  readonly ranges = new RangeTable();
+  readonly endpoints = new EndpointTable();
+  private nextEndpoint = 0;
   private readonly threads: VcpuThread[] = [];
 
   private constructor(private readonly kvm: Kvm, private readonly vm: Vm, readonly memory: GuestMemory, readonly plan: BootPlan, private readonly mmapSize: number) {
@@ -79,7 +85,7 @@ export class Guest extends EventEmitter<GuestEvents> {
     this.state = 'running';
     const path = compiledWorker(import.meta.url, 'vcpu-worker.js');
     await Promise.all(this.threads.map((t, index) => new Promise<void>((resolve, reject) => {
-      const input: VcpuInput = { index, vcpuFd: t.vcpu.fd, mmapSize: this.mmapSize, kickSignal: KICK, control: t.control, stats: this.stats };
+      const input: VcpuInput = { index, vcpuFd: t.vcpu.fd, mmapSize: this.mmapSize, kickSignal: KICK, control: t.control, stats: this.stats, ranges: this.ranges.buffer, endpoints: this.endpoints.buffer };
       const w = new Worker(path, { workerData: input });
       t.worker = w;
       t.exited = new Promise<void>((r) => { w.once('exit', () => r()); });
@@ -145,6 +151,24 @@ export class Guest extends EventEmitter<GuestEvents> {
     this.memory.close();
     sys.close(this.vm.fd);
     this.kvm.close();
+  }
+
+  /**
+   * Claims a port or MMIO range for a domain: creates its endpoint (slots, event channels, buffered
+   * ring), publishes it to the vCPU threads and returns the fds the domain receives.
+   */
+  registerRange(r: { space: Space; first: number; last: number; buffered: boolean }): { endpoint: number; fds: EndpointFds } {
+    const endpoint = this.nextEndpoint;
+    if (endpoint >= MAX_ENDPOINTS) throw new IoRangeError('FULL', `at most ${MAX_ENDPOINTS} ioreq endpoints`);
+    const probe = new RangeTable();
+    for (const o of this.ranges.list()) probe.add(o);
+    probe.add({ ...r, endpoint }); // throws on overlap before anything is created
+    const { fds, ring } = createEndpoint(`ioreq-${endpoint}`, this.threads.length);
+    unmapSharedRing(ring); // the core keeps the fd; vCPU threads map it themselves
+    this.endpoints.set(endpoint, fds);
+    this.ranges.add({ ...r, endpoint });
+    this.nextEndpoint++;
+    return { endpoint, fds };
   }
 
   counters(): Record<keyof typeof STAT, bigint> {

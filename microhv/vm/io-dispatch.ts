@@ -1,17 +1,25 @@
-// Port and MMIO accesses that trapped, on the vCPU thread. An address no
-// domain has claimed behaves as on a PC with nothing there: reads return
-// all-ones and writes are dropped. Counters live in shared memory so that the
-// core can report them without stopping the vCPU.
+// Port and MMIO accesses that trapped, on the vCPU thread. A registered range
+// goes to its endpoint (ioreq slot round trip, or a posted write on the
+// buffered ring); an address no domain has claimed behaves as on a PC with
+// nothing there: reads return all-ones and writes are dropped. Counters live
+// in shared memory so that the core can report them without stopping the vCPU.
 import type { KvmExitName } from '../kvm/abi.js';
+import { IoreqClient, type WaitOutcome } from '../ioreq/client.js';
+import { EndpointTable } from '../ioreq/endpoints.js';
+import { RangeTable, type Space } from '../ioreq/ranges.js';
 
 /** Counter slots of the shared stats block (BigUint64Array). */
-export const STAT = { EXITS: 0, PIO: 1, MMIO: 2, UNCLAIMED_READ: 3, UNCLAIMED_WRITE: 4, EOI: 5, INTR: 6, WORDS: 8 } as const;
+export const STAT = { EXITS: 0, PIO: 1, MMIO: 2, UNCLAIMED_READ: 3, UNCLAIMED_WRITE: 4, EOI: 5, INTR: 6, IOREQ_SYNC: 7, IOREQ_POSTED: 8, WORDS: 10 } as const;
 
 export class IoDispatch {
   private readonly stats: BigUint64Array;
+  private readonly ranges: RangeTable;
+  private readonly client: IoreqClient;
 
-  constructor(stats: SharedArrayBuffer) {
+  constructor(stats: SharedArrayBuffer, ranges: SharedArrayBuffer, endpoints: SharedArrayBuffer, vcpu: number, stopRequested: () => boolean) {
     this.stats = new BigUint64Array(stats);
+    this.ranges = new RangeTable(ranges);
+    this.client = new IoreqClient(new EndpointTable(endpoints), vcpu, stopRequested);
   }
 
   private bump(slot: number): void {
@@ -25,13 +33,29 @@ export class IoDispatch {
     else if (reason === 'INTR') this.bump(STAT.INTR);
   }
 
-  read(_space: 'pio' | 'mmio', _addr: number, data: Uint8Array): void {
-    this.bump(STAT.UNCLAIMED_READ);
-    data.fill(0xff);
+  read(space: Space, addr: number, data: Uint8Array): WaitOutcome {
+    const r = this.ranges.lookup(space, addr);
+    if (!r) {
+      this.bump(STAT.UNCLAIMED_READ);
+      data.fill(0xff);
+      return 'answered';
+    }
+    this.bump(STAT.IOREQ_SYNC);
+    return this.client.roundTrip(r.endpoint, space, addr, 'read', data);
   }
 
-  write(_space: 'pio' | 'mmio', _addr: number, _data: Uint8Array): void {
-    this.bump(STAT.UNCLAIMED_WRITE);
+  write(space: Space, addr: number, data: Uint8Array): WaitOutcome {
+    const r = this.ranges.lookup(space, addr);
+    if (!r) {
+      this.bump(STAT.UNCLAIMED_WRITE);
+      return 'answered';
+    }
+    if (r.buffered) {
+      this.bump(STAT.IOREQ_POSTED);
+      return this.client.post(r.endpoint, space, addr, data);
+    }
+    this.bump(STAT.IOREQ_SYNC);
+    return this.client.roundTrip(r.endpoint, space, addr, 'write', data);
   }
 
   eoi(_vector: number): void {

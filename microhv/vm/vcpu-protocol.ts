@@ -18,6 +18,9 @@ export interface VcpuInput {
   readonly kickSignal: number;
   readonly control: SharedArrayBuffer;
   readonly stats: SharedArrayBuffer;
+  /** RangeTable and EndpointTable (microhv/ioreq), shared with the main thread. */
+  readonly ranges: SharedArrayBuffer;
+  readonly endpoints: SharedArrayBuffer;
 }
 
 export type VcpuEvent =

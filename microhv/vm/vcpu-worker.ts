@@ -17,7 +17,8 @@ function main(input: VcpuInput): VcpuEvent {
   const vcpu = new Vcpu(input.vcpuFd, map);
   vcpu.setSignalMask([input.kickSignal]);
   const ctl = new Int32Array(input.control);
-  const io = new IoDispatch(input.stats);
+  const stopping = (): boolean => Atomics.load(ctl, VCPU_CTL.STOP) !== 0;
+  const io = new IoDispatch(input.stats, input.ranges, input.endpoints, input.index, stopping);
   parentPort!.postMessage({ type: 'ready', tid: sys.gettid() } satisfies VcpuEvent);
   const run = vcpu.run;
   for (;;) {
@@ -38,15 +39,16 @@ function main(input: VcpuInput): VcpuEvent {
         // GUEST-INPUT: RunPage.io() has checked size, count and the data offset against the page.
         for (let i = 0; i < a.count; i++) {
           const data = a.data.subarray(i * a.size, (i + 1) * a.size);
-          if (a.direction === 'out') io.write('pio', a.port, data);
-          else io.read('pio', a.port, data);
+          const done = a.direction === 'out' ? io.write('pio', a.port, data) : io.read('pio', a.port, data);
+          // Stopped while parked on a domain: the access never completes, as the guest is going away.
+          if (done === 'stopped') return { type: 'stopped' };
         }
         break;
       }
       case 'MMIO': {
         const m = run.mmio();
-        if (m.isWrite) io.write('mmio', Number(m.physAddr), m.data);
-        else io.read('mmio', Number(m.physAddr), m.data);
+        const done = m.isWrite ? io.write('mmio', Number(m.physAddr), m.data) : io.read('mmio', Number(m.physAddr), m.data);
+        if (done === 'stopped') return { type: 'stopped' };
         break;
       }
       case 'INTR':

@@ -1,0 +1,112 @@
+// The ioreq range table: which endpoint serves which port or MMIO range.
+// Written by the core's main thread when a domain registers a range, read by
+// every vCPU thread on every trapped access, with no lock on the read side: a
+// sequence word (seqlock) tells a reader to retry if it raced with a writer.
+// It lives in a SharedArrayBuffer that the vCPU workers receive at start.
+
+export type Space = 'pio' | 'mmio';
+export interface IoRange { readonly space: Space; readonly first: number; readonly last: number; readonly endpoint: number; readonly buffered: boolean }
+
+export class IoRangeError extends Error {
+  constructor(readonly code: 'OVERLAP' | 'FULL' | 'BAD_RANGE', message: string) {
+    super(message);
+    this.name = 'RangeTableError';
+  }
+}
+
+export const MAX_RANGES = 64;
+const HDR = 2; // [0] sequence (odd while a write is in progress), [1] entry count
+const W = 6; // words per entry: space, endpoint, buffered, pad, then first and last as float64 (exact below 2^53)
+const SPACE = { pio: 1, mmio: 2 } as const;
+
+export class RangeTable {
+  readonly buffer: SharedArrayBuffer;
+  private readonly i32: Int32Array;
+  private readonly f64: Float64Array;
+
+  constructor(buffer?: SharedArrayBuffer) {
+    this.buffer = buffer ?? new SharedArrayBuffer(8 * (HDR + MAX_RANGES * W));
+    this.i32 = new Int32Array(this.buffer);
+    this.f64 = new Float64Array(this.buffer);
+  }
+
+  private entry(i: number): IoRange {
+    const b = HDR + i * W;
+    return {
+      space: this.i32[2 * b] === SPACE.pio ? 'pio' : 'mmio',
+      endpoint: this.i32[2 * b + 1]!,
+      buffered: this.i32[2 * b + 2] !== 0,
+      first: this.f64[b + 2]!,
+      last: this.f64[b + 3]!,
+    };
+  }
+
+  list(): IoRange[] {
+    return this.read(() => Array.from({ length: Atomics.load(this.i32, 1) }, (_, i) => this.entry(i)));
+  }
+
+  /** The range serving `addr`, if any. Safe against a concurrent writer. */
+  lookup(space: Space, addr: number): IoRange | undefined {
+    const want = SPACE[space];
+    return this.read(() => {
+      const n = Atomics.load(this.i32, 1);
+      for (let i = 0; i < n; i++) {
+        const b = HDR + i * W;
+        if (this.i32[2 * b] === want && addr >= this.f64[b + 2]! && addr <= this.f64[b + 3]!) return this.entry(i);
+      }
+      return undefined;
+    });
+  }
+
+  private read<T>(f: () => T): T {
+    for (;;) {
+      // Acquire: the entries read below are at least as new as this sequence number.
+      const s1 = Atomics.load(this.i32, 0);
+      if (s1 & 1) continue; // a writer is mid-update
+      const v = f();
+      // Re-check: if a writer started meanwhile, what we read may be torn.
+      if (Atomics.load(this.i32, 0) === s1) return v;
+    }
+  }
+
+  private write(f: () => void): void {
+    Atomics.add(this.i32, 0, 1); // odd: readers retry from here on
+    try { f(); } finally { Atomics.add(this.i32, 0, 1); } // even again: publishes the entries
+  }
+
+  add(r: IoRange): void {
+    const maxAddr = r.space === 'pio' ? 0xffff : Number.MAX_SAFE_INTEGER;
+    if (!Number.isSafeInteger(r.first) || !Number.isSafeInteger(r.last) || r.first < 0 || r.last < r.first || r.last > maxAddr) {
+      throw new IoRangeError('BAD_RANGE', `bad ${r.space} range ${r.first}..${r.last}`);
+    }
+    const clash = this.list().find((o) => o.space === r.space && r.first <= o.last && o.first <= r.last);
+    if (clash) throw new IoRangeError('OVERLAP', `${r.space} 0x${r.first.toString(16)}..0x${r.last.toString(16)} overlaps endpoint ${clash.endpoint}'s 0x${clash.first.toString(16)}..0x${clash.last.toString(16)}`);
+    const n = Atomics.load(this.i32, 1);
+    if (n >= MAX_RANGES) throw new IoRangeError('FULL', `at most ${MAX_RANGES} ranges`);
+    this.write(() => {
+      const b = HDR + n * W;
+      this.i32[2 * b] = SPACE[r.space];
+      this.i32[2 * b + 1] = r.endpoint;
+      this.i32[2 * b + 2] = r.buffered ? 1 : 0;
+      this.f64[b + 2] = r.first;
+      this.f64[b + 3] = r.last;
+      Atomics.store(this.i32, 1, n + 1);
+    });
+  }
+
+  /** Removes every range of an endpoint (its domain is gone for good). */
+  removeEndpoint(endpoint: number): void {
+    const keep = this.list().filter((r) => r.endpoint !== endpoint);
+    this.write(() => {
+      keep.forEach((r, i) => {
+        const b = HDR + i * W;
+        this.i32[2 * b] = SPACE[r.space];
+        this.i32[2 * b + 1] = r.endpoint;
+        this.i32[2 * b + 2] = r.buffered ? 1 : 0;
+        this.f64[b + 2] = r.first;
+        this.f64[b + 3] = r.last;
+      });
+      Atomics.store(this.i32, 1, keep.length);
+    });
+  }
+}
