@@ -96,6 +96,8 @@ function writeBytes(port: u32, size: u32, value: u64): void {
   for (let i: u32 = 0; i < size; i++) writeByte(port + i, <u8>(value >> (<u64>i << 3)));
 }
 
+// readByte and writeByte run only for ports that byteWide() placed in one of the three
+// byte-wide blocks, so the last branch is the PM1a control block.
 function readByte(port: u32): u8 {
   if (within(port, 1, layout.COM1_PORT, layout.COM1_SIZE)) return uartRead(port - layout.COM1_PORT);
   if (within(port, 1, layout.PM1A_EVT, layout.PM1_EVT_LEN)) return pm1EventRead(port - layout.PM1A_EVT);

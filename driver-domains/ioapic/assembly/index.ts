@@ -9,9 +9,8 @@ import {
 import {
   eoi as eoiVector, invalidAccess, readIndirect, resetDevice, routeAddress, routeData, routeFlags, setIrq, writeIndirect,
 } from "./device";
-import { COUNTERS_BASE, COUNTER_COUNT, LAYOUT_REVISION, STATE_SIZE, entry, state } from "./persist";
+import { COUNTERS_BASE, COUNTER_COUNT, LAYOUT_REVISION, STATE_SIZE, state } from "./persist";
 import { MMIO_SIZE, REG_EOI, REG_IOREGSEL, REG_IOWIN } from "./regs";
-import { IOAPIC_PINS } from "../../common/assembly/layout";
 
 // Platform constants, exported so that a test can compare them with boot/layout.ts.
 export const LAYOUT_IOAPIC_BASE: u64 = layout.IOAPIC_BASE;
@@ -34,7 +33,7 @@ export function init(): void {
   memory.fill(STATE_BASE, 0, STATE_SIZE);
   state().magic = STATE_MAGIC;
   state().layout = LAYOUT_REVISION;
-  for (let pin: u32 = 0; pin < IOAPIC_PINS; pin++) entry(pin).asserted = 0;
+  // The fill also deasserted every line input, which reset() leaves alone.
   resetDevice();
 }
 
