@@ -10,7 +10,6 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import asc from 'assemblyscript/asc';
 import binaryen from 'binaryen';
 import { IMPORT_MODULE, MEMORY_MAP, STUB_FUNCTIONS, STUB_IMPORTS, STUB_KINDS, type StubKind } from './runtime/abi.js';
 import { StubDomainError } from './runtime/errors.js';
@@ -74,9 +73,26 @@ function ascArgs(entry: string): string[] {
   ];
 }
 
+/**
+ * The slice of the asc compiler API used here, declared locally: importing asc's own typings would add
+ * AssemblyScript's global `console` namespace to every file of the project and hide Node's console.
+ */
+interface AscApi {
+  main(argv: string[], options: {
+    readFile(name: string, baseDir: string): string | null;
+    writeFile(name: string, contents: Uint8Array | string, baseDir: string): void;
+    listFiles(dirname: string, baseDir: string): string[];
+    stdout: { write(chunk: Uint8Array | string): void };
+    stderr: { write(chunk: Uint8Array | string): void };
+  }): Promise<{ error: Error | null }>;
+}
+const ASC_MODULE: string = 'assemblyscript/asc';
+const loadAsc = async (): Promise<AscApi> => ((await import(ASC_MODULE)) as { default: AscApi }).default;
+
 async function compile(root: string, kind: StubKind): Promise<Uint8Array> {
   let binary: Uint8Array | undefined;
   const diagnostics: string[] = [];
+  const asc = await loadAsc();
   const result = await asc.main(ascArgs(relative(root, entryPoint(root, kind))), {
     readFile: (name, baseDir) => {
       const path = join(baseDir, name);
