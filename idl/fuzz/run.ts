@@ -5,14 +5,17 @@
 // Engine "jazzer" runs each target under @jazzer.js (coverage-guided
 // libFuzzer). Its native addon is prebuilt against glibc 2.38; on an older
 // glibc (Debian 12 has 2.36) it cannot load, and "auto" then falls back to
-// "builtin": a coverage-blind mutation fuzzer (bit flips, interesting
-// integers, splices, insertions and cuts over the seed corpus) that calls
-// the same fuzz() functions. Either way a finding is written to
-// .cache/fuzz/crashes/ and the exit status is 1.
+// "builtin": a mutation fuzzer (bit flips, AFL-style arithmetic, interesting
+// integers, splices, insertions and cuts) guided by V8's own block coverage
+// (inspector Profiler.takePreciseCoverage): an input that reaches a new
+// block, or a block a new order-of-magnitude number of times, joins the
+// corpus. It calls the same fuzz() functions. Either way a finding is written
+// to .cache/fuzz/crashes/ and the exit status is 1.
 
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import inspector from 'node:inspector';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,7 +81,39 @@ function mutate(input: Uint8Array, pool: readonly Uint8Array[]): Uint8Array {
   let b = Uint8Array.from(input);
   const rounds = 1 + rand(4);
   for (let r = 0; r < rounds; r++) {
-    switch (rand(7)) {
+    switch (rand(11)) {
+      case 10: {
+        // Replace one byte with a whole varint (protobuf integers and lengths).
+        const at = rand(b.length + 1);
+        let v = [rand(128), rand(1 << 14), rand(1 << 21), rand(0x7fffffff)][rand(4)] as number;
+        const varint: number[] = [];
+        while (v > 0x7f) {
+          varint.push((v & 0x7f) | 0x80);
+          v >>>= 7;
+        }
+        varint.push(v);
+        b = Uint8Array.from([...b.subarray(0, at), ...varint, ...b.subarray(at + 1)]);
+        break;
+      }
+      case 7:
+        // Arithmetic on one byte, as AFL does: counts and small lengths.
+        if (b.length > 0) {
+          const at = rand(b.length);
+          b[at] = ((b[at] as number) + (rand(2) === 0 ? 1 : -1) * (1 + rand(16))) & 0xff;
+        }
+        break;
+      case 8:
+        // Arithmetic on a little-endian u32: lengths and indices.
+        if (b.length >= 4) {
+          const at = rand(b.length - 3);
+          const dv = new DataView(b.buffer, b.byteOffset); // fuzz input words, not a record layout
+          dv.setUint32(at, (dv.getUint32(at, true) + (rand(2) === 0 ? 1 : -1) * (1 + rand(64))) >>> 0, true);
+        }
+        break;
+      case 9:
+        // A small integer into one byte (fd counts, enum values, field numbers).
+        if (b.length > 0) b[rand(b.length)] = rand(17);
+        break;
       case 0:
         if (b.length > 0) {
           const at = rand(b.length);
@@ -123,38 +158,102 @@ function mutate(input: Uint8Array, pool: readonly Uint8Array[]): Uint8Array {
   return b.length > 8192 ? b.subarray(0, 8192) : b;
 }
 
+/** V8 block coverage of the IDL code, taken (and reset) after each input. */
+class Coverage {
+  private readonly session = new inspector.Session();
+  private readonly seen = new Set<string>();
+
+  constructor() {
+    this.session.connect();
+    this.post('Profiler.enable');
+    this.post('Profiler.startPreciseCoverage', { callCount: true, detailed: true });
+  }
+
+  // The in-thread inspector session answers synchronously.
+  private post(method: string, params?: object): unknown {
+    let result: unknown;
+    let error: unknown = null;
+    let answered = false;
+    this.session.post(method, params, (err, res) => {
+      answered = true;
+      error = err;
+      result = res;
+    });
+    if (!answered) throw new Error(`inspector ${method} did not answer synchronously`);
+    if (error !== null) throw error;
+    return result;
+  }
+
+  /** Number of new (block, hit-count bucket) pairs the last input reached. */
+  novelty(): number {
+    const r = this.post('Profiler.takePreciseCoverage') as {
+      result: Array<{ url: string; functions: Array<{ ranges: Array<{ startOffset: number; endOffset: number; count: number }> }> }>;
+    };
+    let fresh = 0;
+    for (const script of r.result) {
+      if (!script.url.includes('/idl-dist/idl/') || script.url.includes('/fuzz/')) continue;
+      for (const fn of script.functions) {
+        for (const range of fn.ranges) {
+          if (range.count === 0) continue;
+          const key = `${script.url}:${range.startOffset}:${range.endOffset}:${Math.min(8, Math.floor(Math.log2(range.count)))}`;
+          if (!this.seen.has(key)) {
+            this.seen.add(key);
+            fresh++;
+          }
+        }
+      }
+    }
+    return fresh;
+  }
+
+  get size(): number {
+    return this.seen.size;
+  }
+
+  close(): void {
+    this.post('Profiler.stopPreciseCoverage');
+    this.session.disconnect();
+  }
+}
+
 function runBuiltin(t: FuzzTarget, seconds: number): boolean {
   const pool: Uint8Array[] = [...t.seeds(), new Uint8Array(0)];
   const dir = corpusDir(t);
-  for (const f of fs.readdirSync(dir).slice(0, 256)) pool.push(new Uint8Array(fs.readFileSync(path.join(dir, f))));
+  for (const f of fs.readdirSync(dir).slice(0, 1024)) pool.push(new Uint8Array(fs.readFileSync(path.join(dir, f))));
+  const cov = new Coverage();
   const deadline = Date.now() + seconds * 1000;
   let execs = 0;
   let slowest = 0;
-  while (Date.now() < deadline) {
-    for (let i = 0; i < 256; i++) {
-      const input = mutate(pool[rand(pool.length)] as Uint8Array, pool);
-      const t0 = performance.now();
-      try {
-        t.fuzz(input);
-      } catch (e) {
-        saveCrash(t, input, e);
-        return false;
-      }
-      const took = performance.now() - t0;
-      if (took > slowest) slowest = took;
-      if (took > 5000) {
-        saveCrash(t, input, new Error(`one input took ${took.toFixed(0)} ms`));
-        return false;
-      }
-      execs++;
-      // Without coverage feedback, keep a bounded random sample of mutants to mutate further.
-      if (rand(64) === 0) {
-        if (pool.length < 512) pool.push(input);
-        else pool[t.seeds().length + rand(pool.length - t.seeds().length)] = input;
+  let kept = 0;
+  try {
+    while (Date.now() < deadline) {
+      for (let i = 0; i < 64; i++) {
+        const input = mutate(pool[rand(pool.length)] as Uint8Array, pool);
+        const t0 = performance.now();
+        try {
+          t.fuzz(input);
+        } catch (e) {
+          saveCrash(t, input, e);
+          return false;
+        }
+        const took = performance.now() - t0;
+        if (took > slowest) slowest = took;
+        if (took > 5000) {
+          saveCrash(t, input, new Error(`one input took ${took.toFixed(0)} ms`));
+          return false;
+        }
+        execs++;
+        if (cov.novelty() > 0 && pool.length < 4096) {
+          pool.push(input);
+          kept++;
+          fs.writeFileSync(path.join(dir, crypto.createHash('sha1').update(input).digest('hex')), input);
+        }
       }
     }
+  } finally {
+    cov.close();
   }
-  console.log(`fuzz ${t.name}: builtin engine, ${execs} inputs in ${seconds} s, no findings (slowest input ${slowest.toFixed(2)} ms)`);
+  console.log(`fuzz ${t.name}: builtin engine, ${execs} inputs in ${seconds} s, ${cov.size} coverage points, ${kept} inputs kept, no findings (slowest input ${slowest.toFixed(2)} ms)`);
   return true;
 }
 

@@ -9,11 +9,14 @@ import {
   Capability,
   ErrorCode,
   Role,
+  ShutdownReason,
   createEnvelope,
   createHello,
   createIoreqRangeReply,
+  ENVELOPE_BODY_SENDER,
   decodeEnvelope,
   encodeEnvelope,
+  fdIndexesOfEnvelope,
 } from '../generated/control.js';
 import type { Envelope } from '../generated/control.js';
 import { EvtchnOp } from '../generated/evtchn.js';
@@ -42,6 +45,20 @@ const SAMPLE_ENVELOPES: Envelope[] = [
   createEnvelope({ replyTo: 1, body: { case: 'ioreqRangeReply', value: createIoreqRangeReply({ rangeId: 1, slots: { index: 0 }, vcpuCount: 1, toServer: [{ index: 1 }], toVcpu: [{ index: 2 }] }) } }),
   createEnvelope({ replyTo: 2, body: { case: 'error', value: { code: ErrorCode.ERROR_CODE_BAD_STATE, message: 'not while sleeping' } } }),
   createEnvelope({ id: 3, body: { case: 'setMsiRoute', value: { guestId: 1, gsi: 24, address: 0xfee00000n, data: 0x4041, requesterId: 0x10, remove: false } } }),
+  // One of each lifecycle message, so mutation starts next to every body case.
+  createEnvelope({ id: 4, body: { case: 'activate', value: {} } }),
+  createEnvelope({ id: 5, body: { case: 'sleep', value: {} } }),
+  createEnvelope({ id: 6, body: { case: 'wake', value: {} } }),
+  createEnvelope({ id: 7, body: { case: 'snapshot', value: {} } }),
+  createEnvelope({ id: 8, body: { case: 'restore', value: { snapshotSeq: 3n } } }),
+  createEnvelope({ id: 9, body: { case: 'shutdown', value: { reason: ShutdownReason.SHUTDOWN_REASON_HUNG, deadlineMs: 100 } } }),
+  createEnvelope({ id: 10, body: { case: 'heartbeat', value: { seq: 77n } } }),
+  createEnvelope({ replyTo: 10, body: { case: 'heartbeatReply', value: { seq: 77n, inflight: 2 } } }),
+  createEnvelope({ replyTo: 8, body: { case: 'ack', value: {} } }),
+  createEnvelope({ id: 11, body: { case: 'getStateRegion', value: {} } }),
+  createEnvelope({ id: 12, body: { case: 'mapGuestMemory', value: { guestId: 1 } } }),
+  createEnvelope({ id: 13, body: { case: 'evtchnClose', value: { port: 4 } } }),
+  createEnvelope({ id: 14, body: { case: 'bindIrqfd', value: { guestId: 1, gsi: 4, eventfd: { index: 0 }, resample: { index: 1 }, unbind: false } } }),
 ];
 
 /** Envelope bytes straight into the protobuf decoder. */
@@ -85,7 +102,14 @@ export const controlFrameTarget: FuzzTarget = {
     const chunk = (ctl & 0x0f) + 1;
     const fdCount = ctl >> 4;
     const d = new FrameDecoder(ctl & 1 ? 'microhv' : 'domain');
-    const body = data.subarray(1);
+    let body = data.subarray(1);
+    if ((ctl & 0x08) !== 0 && body.length >= FrameHeader.SIZE) {
+      // Bit 3: make the header's length agree with the bytes that follow, so
+      // mutations inside the payload reach the protobuf decoder instead of
+      // stopping at a length mismatch.
+      body = Uint8Array.from(body);
+      FrameHeader.setLength(new SharedBytes(body.buffer), 0, body.length - FrameHeader.SIZE);
+    }
     try {
       for (let at = 0; at < body.length; at += chunk) {
         d.push(body.subarray(at, at + chunk), at === 0 ? Array.from({ length: fdCount }, (_, i) => 1000 + i) : []);
@@ -99,7 +123,15 @@ export const controlFrameTarget: FuzzTarget = {
     }
     if (d.takeStrayFds().length > 2 * 16) throw new Error('decoder kept more fds than its bound');
   },
-  seeds: () => SAMPLE_ENVELOPES.map((e, i) => new Uint8Array([i === 1 ? 0x37 : 0x0f, ...encodeFrame(e, i === 1 ? 3 : 0)])),
+  seeds: () =>
+    SAMPLE_ENVELOPES.map((e) => {
+      const refs: number[] = [];
+      fdIndexesOfEnvelope(e, refs);
+      const fds = refs.length === 0 ? 0 : Math.max(...refs) + 1;
+      // Control byte: fds in the high nibble; bit 3 fixes the length; bits 0-2 the read size; bit 0 the side.
+      const side = ENVELOPE_BODY_SENDER[e.body?.case ?? 'ack'] === 'domain' ? 1 : 0;
+      return new Uint8Array([(fds << 4) | 0x0e | side, ...encodeFrame(e, fds)]);
+    }),
 };
 
 /** Every fixed-layout record decoder, picked by the first byte. */
