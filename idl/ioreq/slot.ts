@@ -124,6 +124,7 @@ export class IoreqSlots {
       if (e instanceof RecordError) throw new IoreqError('MALFORMED', `slot ${vcpu}`, { cause: e });
       throw e;
     }
+    // GUEST-INPUT: size and count describe the guest's access; a server must never act on others.
     if (![1, 2, 4, 8].includes(rec.size) || rec.count === 0) throw new IoreqError('MALFORMED', `slot ${vcpu}: size ${rec.size} count ${rec.count}`);
     if (s === IoreqState.IOREQ_STATE_READY) this.transition(vcpu, IoreqState.IOREQ_STATE_READY, IoreqState.IOREQ_STATE_IN_PROCESS);
     return rec;
