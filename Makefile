@@ -58,7 +58,8 @@ lint: setup
 unit: build
 	npx vitest run
 
-images: build
+# The test-host image carries dist/ and the stub-domain modules in build/.
+images: build driver-domains-wasm
 	$(NODE) dist/images/cli.js build
 
 hostvm: images

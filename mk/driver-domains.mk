@@ -3,16 +3,15 @@
 # also enforces the ABI's restart rules (driver-domains/runtime/ABI.md). It runs as a
 # check inside `make test`, before the unit tests that load the modules; those tests also
 # rebuild a missing or stale module themselves (driver-domains/runtime/testing.ts).
-# Everything here compiles with driver-domains/tsconfig.build.json into dist/, the same
-# files `make build` produces, so it does not depend on the rest of the tree compiling.
+# driver-domains/tsconfig.build.json still compiles this component alone, for work on it.
 
 DRIVER_DOMAINS_FUZZ_SHORT_SECONDS ?= 5
 DRIVER_DOMAINS_FUZZ_SECONDS ?= 300
 
 .PHONY: driver-domains-build driver-domains-wasm driver-domains-fuzz-short driver-domains-fuzz
 
-driver-domains-build: setup
-	npx tsc -p driver-domains/tsconfig.build.json
+# `make build` compiles the whole tree, these files included.
+driver-domains-build: build
 
 driver-domains-wasm: driver-domains-build
 	$(NODE) dist/driver-domains/build.js

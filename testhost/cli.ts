@@ -5,10 +5,11 @@ import { buildTestHost } from '../images/build.js';
 import { qemuGuestCommand } from './peer.js';
 
 const USAGE = `usage: testhost run [--timeout SECONDS] [--smp N] [--mem MIB] [--accel tcg|kvm] -- COMMAND...
-       testhost demo
+       testhost demo | demo-qemu
   run    boot the test host, run COMMAND (a shell command, in /opt/microhv) inside it,
          stream its output and exit with its status (124 on timeout).
-  demo   boot the embedded default guest inside the test host and show its console.`;
+  demo   boot the embedded default guest under microhv inside the test host and show its console.
+  demo-qemu  the same guest under QEMU/KVM, the peer microhv is measured against.`;
 
 interface Parsed { cmd: string; timeoutMs: number; smp: number; memMiB: number; accel?: Accel; rest: string[] }
 
@@ -45,7 +46,11 @@ async function main(argv: string[]): Promise<number> {
     command = p.rest.join(' ').trim();
     if (!command) throw new Error('run needs a command after --');
   } else if (p.cmd === 'demo') {
-    console.log('demo: booting the embedded default guest under QEMU/KVM inside the test host');
+    console.log('demo: booting the embedded default guest under microhv inside the test host; COM1 is the console stub module (wasm)');
+    command = `BRINGUP_KLOG=0 BRINGUP_CONSOLE=/opt/microhv/build/driver-domains/console.wasm timeout -s KILL ${Math.floor(p.timeoutMs / 1000) - 30} `
+      + `node dist/tests/support/boot-bringup.js /opt/microhv/.cache/guest 240 ${p.smp > 1 ? 2 : 1} 'Run /init as init process'`;
+  } else if (p.cmd === 'demo-qemu') {
+    console.log('demo-qemu: booting the embedded default guest under QEMU/KVM (the peer) inside the test host');
     command = qemuGuestCommand({ scenario: 'hello', timeoutS: Math.floor(p.timeoutMs / 1000) - 60 });
   } else {
     throw new Error(`unknown command '${p.cmd}' (try --help)`);
