@@ -3,6 +3,7 @@
 // argv: mode ("echo" answers every request at once; "batch" answers a
 // whole batch with one push), spin budget in microseconds, message count.
 
+import * as sys from '../../microhv/sys/index.js';
 import { EventChannel } from '../../idl/evtchn/evtchn.js';
 import { RingProtocol, RingTestRecord } from '../../idl/generated/ring.js';
 import { BackRing } from '../../idl/ring/ring.js';
@@ -12,6 +13,9 @@ import { waitForRequests } from '../../idl/ring/wait.js';
 const mode = process.argv[2];
 const spinUs = Number(process.argv[3] ?? '0');
 const count = Number(process.argv[4] ?? '0');
+const cpu = Number(process.argv[5] ?? '-1');
+// The bench keeps the two parties on different CPUs (see bench/README.md).
+if (cpu >= 0) sys.schedSetaffinity(0, [cpu]);
 const ring = mapSharedRing(3, RingProtocol.RING_PROTOCOL_TEST);
 const back = new BackRing(ring.mem, 0, ring.geometry);
 const ch = new EventChannel(0, 5, 4, { blockingReceive: true });

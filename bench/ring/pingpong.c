@@ -4,8 +4,13 @@
  * read()/write(); each round trip is two wakeups. Prints one JSON line:
  *   {"iterations":N,"p50_ns":..,"p99_ns":..,"round_trips_per_s":..}
  * argv[1]: round trips to time (after a warm-up of a tenth as many).
+ * argv[2]: "pin" puts the parent on CPU 0 and the child on CPU 1, as the
+ *          ring benchmark does with its two processes.
  */
+#define _GNU_SOURCE
 #include <inttypes.h>
+#include <sched.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
@@ -24,6 +29,13 @@ static int cmp_u64(const void *a, const void *b) {
 	return x < y ? -1 : x > y;
 }
 
+static void pin(int cpu) {
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
 static void must(int ok, const char *what) {
 	if (!ok) {
 		perror(what);
@@ -34,18 +46,21 @@ static void must(int ok, const char *what) {
 int main(int argc, char **argv) {
 	long n = argc > 1 ? atol(argv[1]) : 100000;
 	long warm = n / 10;
+	int pinned = argc > 2 && strcmp(argv[2], "pin") == 0;
 	int ping = eventfd(0, 0), pong = eventfd(0, 0);
 	must(ping >= 0 && pong >= 0, "eventfd");
 	uint64_t v = 1;
 	pid_t child = fork();
 	must(child >= 0, "fork");
 	if (child == 0) {
+		if (pinned) pin(1);
 		for (long i = 0; i < n + warm; i++) {
 			must(read(ping, &v, 8) == 8, "read");
 			must(write(pong, &v, 8) == 8, "write");
 		}
 		_exit(0);
 	}
+	if (pinned) pin(0);
 	uint64_t *rtt = malloc(sizeof(uint64_t) * (size_t)n);
 	must(rtt != NULL, "malloc");
 	uint64_t start = 0;
