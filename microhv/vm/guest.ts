@@ -79,6 +79,9 @@ export class Guest extends EventEmitter<GuestEvents> {
     return guest;
   }
 
+  /** The VM's fd, for the core's own interrupt delivery (never handed to a domain). */
+  get vmFd(): number { return this.vm.fd; }
+
   /** Starts every vCPU thread; resolves once all are in their run loops. */
   async start(): Promise<void> {
     if (this.state !== 'created') throw new Error(`cannot start a guest that is ${this.state}`);

@@ -7,6 +7,9 @@ import type { KvmExitName } from '../kvm/abi.js';
 import { IoreqClient, type WaitOutcome } from '../ioreq/client.js';
 import { EndpointTable } from '../ioreq/endpoints.js';
 import { RangeTable, type Space } from '../ioreq/ranges.js';
+import { IOAPIC_BASE } from '../../boot/layout.js';
+
+const IOAPIC_EOI_REGISTER = IOAPIC_BASE + 0x40;
 
 /** Counter slots of the shared stats block (BigUint64Array). */
 export const STAT = { EXITS: 0, PIO: 1, MMIO: 2, UNCLAIMED_READ: 3, UNCLAIMED_WRITE: 4, EOI: 5, INTR: 6, IOREQ_SYNC: 7, IOREQ_POSTED: 8, WORDS: 10 } as const;
@@ -58,7 +61,18 @@ export class IoDispatch {
     return this.client.roundTrip(r.endpoint, space, addr, 'write', data);
   }
 
-  eoi(_vector: number): void {
+  /**
+   * KVM_EXIT_IOAPIC_EOI: the guest ended a level-triggered interrupt. It goes to the IO-APIC's owner as a
+   * posted write of the vector to the IO-APIC's EOI register (version 0x20 register at +0x40), the same
+   * operation a guest kernel may do itself, so no separate message exists for it. Posted: the vCPU need
+   * not wait for the IO-APIC to clear remote IRR.
+   */
+  eoi(vector: number): WaitOutcome {
     this.bump(STAT.EOI);
+    const r = this.ranges.lookup('mmio', IOAPIC_EOI_REGISTER);
+    if (!r) return 'answered';
+    const data = new Uint8Array(4);
+    data[0] = vector & 0xff;
+    return this.client.post(r.endpoint, 'mmio', IOAPIC_EOI_REGISTER, data);
   }
 }

@@ -54,7 +54,7 @@ function main(input: VcpuInput): VcpuEvent {
       case 'INTR':
         break; // kicked: the loop head looks at the control words
       case 'IOAPIC_EOI':
-        io.eoi(run.ioapicEoi().vector);
+        if (io.eoi(run.ioapicEoi().vector) === 'stopped') return { type: 'stopped' };
         break;
       case 'SYSTEM_EVENT': {
         const ev = run.systemEvent();
