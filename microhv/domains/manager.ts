@@ -1,0 +1,181 @@
+// microhv's side of every domain's control channel: it greets each instance
+// with its role and capabilities, answers its resource requests within what
+// the role allows, keeps what must outlive an instance (state region, ioreq
+// endpoints) and supervises it. A restarted instance gets the same fds.
+import { EventEmitter } from 'node:events';
+import * as sys from '../sys/index.js';
+import { ControlServer, type Connection } from '../../idl/control/channel.js';
+import type { Frame } from '../../idl/control/framing.js';
+import type { Reactor } from '../../idl/control/reactor.js';
+import { AddressSpace, ErrorCode, type EnvelopeBody } from '../../idl/generated/control.js';
+import type { Guest } from '../vm/guest.js';
+import type { EndpointFds } from '../ioreq/endpoints.js';
+import { DomainSupervisor, DEFAULT_POLICY, type SupervisorPolicy } from './supervisor.js';
+import { ROLE_POLICY, allowedRange, type StubRole } from './policy.js';
+
+export const STATE_REGION_BYTES = 256 * 1024;
+const PROTOCOL_VERSION = 1;
+const GUEST_ID = 1;
+
+interface Domain {
+  readonly id: number;
+  readonly role: StubRole;
+  readonly sup: DomainSupervisor;
+  stateFd: number;
+  stateHanded: boolean;
+  readonly endpoints: Map<string, { rangeId: number; fds: EndpointFds }>;
+  conn?: Connection;
+  heartbeat?: NodeJS.Timeout;
+  seq: bigint;
+}
+
+export interface ManagerEvents {
+  /** Every range of every domain is registered: the guest may run. */
+  ready: [];
+  down: [domain: string, why: string];
+  log: [line: string];
+}
+
+export class DomainManager extends EventEmitter<ManagerEvents> {
+  private readonly server: ControlServer;
+  private readonly domains: Domain[] = [];
+  private readyReported = false;
+
+  constructor(private readonly reactor: Reactor, private readonly guest: Guest) {
+    super();
+    this.server = new ControlServer(reactor, { onFrame: (c, f) => this.onFrame(c, f), onClose: (c) => this.onClose(c) });
+  }
+
+  /** Adds a supervised domain of `role`, started by `argv` (node arguments). */
+  add(role: StubRole, name: string, argv: readonly string[], policy: SupervisorPolicy = DEFAULT_POLICY): DomainSupervisor {
+    const sup = new DomainSupervisor(this.reactor, name, argv, policy);
+    const d: Domain = { id: this.domains.length + 1, role, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), seq: 0n };
+    this.domains.push(d);
+    sup.on('spawned', (generation, fd) => this.onSpawned(d, generation, fd));
+    sup.on('died', (generation, why) => {
+      this.emit('log', `${name} (generation ${generation}) ${why}`);
+      if (d.heartbeat) clearInterval(d.heartbeat);
+      d.conn?.close();
+      d.conn = undefined;
+    });
+    sup.on('down', (why) => this.emit('down', name, why));
+    return sup;
+  }
+
+  start(): void {
+    for (const d of this.domains) d.sup.start();
+  }
+
+  private onSpawned(d: Domain, generation: number, fd: number): void {
+    const conn = this.server.adopt(fd);
+    conn.capabilities = new Set(ROLE_POLICY[d.role].capabilities);
+    d.conn = conn;
+    conn.send({ case: 'hello', value: {
+      protocolVersion: PROTOCOL_VERSION, domainId: d.id, role: d.role, capabilities: [...ROLE_POLICY[d.role].capabilities],
+      guestIds: [GUEST_ID], generation, heartbeatIntervalMs: d.sup.policy.heartbeatMs,
+    } });
+    let lastAnswer = Date.now();
+    d.heartbeat = setInterval(() => {
+      if (d.conn !== conn || conn.closed) return;
+      if (Date.now() - lastAnswer > d.sup.policy.hungAfterMs) {
+        this.emit('log', `${d.sup.name} missed heartbeats for ${d.sup.policy.hungAfterMs} ms: killing it`);
+        d.sup.kill();
+        return;
+      }
+      conn.request({ case: 'heartbeat', value: { seq: ++d.seq } }, [], d.sup.policy.hungAfterMs).then(() => {
+        lastAnswer = Date.now();
+        if (Date.now() - (d.sup.restarts.at(-1) ?? 0) > 10_000) d.sup.healthy();
+      }, () => undefined);
+    }, d.sup.policy.heartbeatMs);
+  }
+
+  private onClose(c: Connection): void {
+    for (const d of this.domains) if (d.conn === c) d.conn = undefined;
+  }
+
+  private domainOf(c: Connection): Domain | undefined {
+    return this.domains.find((d) => d.conn === c);
+  }
+
+  private onFrame(c: Connection, f: Frame): void {
+    const d = this.domainOf(c);
+    if (!d) {
+      for (const fd of f.fds) sys.close(fd);
+      return;
+    }
+    // Nothing a domain sends carries fds microhv wants; close any it sent.
+    for (const fd of f.fds) sys.close(fd);
+    const body: EnvelopeBody = f.body;
+    switch (body.case) {
+      case 'helloReply':
+        this.emit('log', `${d.sup.name} up (pid ${body.value.pid})`);
+        return;
+      case 'getStateRegion': {
+        if (d.stateFd < 0) {
+          d.stateFd = sys.memfdCreate(`state-${d.sup.name}`, sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
+          sys.ftruncate(d.stateFd, STATE_REGION_BYTES);
+          sys.addSeals(d.stateFd, sys.consts.F_SEAL_SHRINK | sys.consts.F_SEAL_GROW | sys.consts.F_SEAL_SEAL);
+        }
+        const fresh = !d.stateHanded;
+        d.stateHanded = true;
+        c.reply(f, { case: 'stateRegionReply', value: { memfd: { index: 0 }, size: BigInt(STATE_REGION_BYTES), fresh } }, [d.stateFd]);
+        return;
+      }
+      case 'registerIoreqRange': {
+        const r = body.value;
+        const space = r.space === AddressSpace.ADDRESS_SPACE_PIO ? 'pio' : r.space === AddressSpace.ADDRESS_SPACE_MMIO ? 'mmio' : undefined;
+        const start = Number(r.start);
+        const length = Number(r.length);
+        const allowed = space === undefined ? undefined : allowedRange(d.role, space, start, length);
+        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+        if (!space || !allowed) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} may not serve that range`);
+        if (allowed.buffered !== r.bufferedWrites) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'buffered_writes does not match the range');
+        const key = `${space}:${start}:${length}`;
+        let ep = d.endpoints.get(key);
+        if (!ep) {
+          // First registration: create it. A successor re-registering gets the very same fds.
+          const reg = this.guest.registerRange({ space, first: allowed.first, last: allowed.last, buffered: allowed.buffered });
+          ep = { rangeId: reg.endpoint + 1, fds: reg.fds };
+          d.endpoints.set(key, ep);
+          this.checkReady();
+        }
+        const e = ep.fds;
+        const fds = [e.slots, ...e.toServer, ...e.toVcpu, e.ring, e.ringNotify];
+        const ref = (i: number) => ({ index: i });
+        c.reply(f, { case: 'ioreqRangeReply', value: {
+          rangeId: ep.rangeId, slots: ref(0), vcpuCount: e.vcpus,
+          toServer: e.toServer.map((_, v) => ref(1 + v)), toVcpu: e.toVcpu.map((_, v) => ref(1 + e.vcpus + v)),
+          bufferedRing: ref(1 + 2 * e.vcpus), bufferedNotify: ref(2 + 2 * e.vcpus),
+        } }, fds);
+        return;
+      }
+      default:
+        c.replyError(f, ErrorCode.ERROR_CODE_UNSUPPORTED, `${body.case} is not served yet`);
+    }
+  }
+
+  private checkReady(): void {
+    if (this.readyReported) return;
+    const all = this.domains.every((d) => ROLE_POLICY[d.role].ranges.every((r) => d.endpoints.has(`${r.space}:${r.first}:${r.last - r.first + 1}`)));
+    if (all) {
+      this.readyReported = true;
+      this.emit('ready');
+    }
+  }
+
+  health(): Record<string, string> {
+    return Object.fromEntries(this.domains.map((d) => [d.sup.name, d.sup.health]));
+  }
+
+  domain(name: string): DomainSupervisor | undefined {
+    return this.domains.find((d) => d.sup.name === name)?.sup;
+  }
+
+  stop(): void {
+    for (const d of this.domains) {
+      if (d.heartbeat) clearInterval(d.heartbeat);
+      d.sup.stop();
+    }
+    this.server.close();
+  }
+}

@@ -1,0 +1,37 @@
+// What each domain role may do (DESIGN.md 3: privilege is per domain, granted
+// by microhv, never self-declared): its capabilities, and the exact port and
+// MMIO ranges it may serve. A console domain cannot claim the IO-APIC.
+import { Capability, Role } from '../../idl/generated/control.js';
+import { ACPI_PM, COM1, I8042, IOAPIC_BASE } from '../../boot/layout.js';
+import type { Space } from '../ioreq/ranges.js';
+
+export interface AllowedRange { readonly space: Space; readonly first: number; readonly last: number; readonly buffered: boolean }
+export interface RolePolicy {
+  readonly capabilities: readonly Capability[];
+  /** Every range the role serves; the guest starts only once all are registered. */
+  readonly ranges: readonly AllowedRange[];
+}
+
+export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC;
+
+export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
+  [Role.ROLE_CONSOLE]: {
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER],
+    ranges: [
+      // THR writes are posted (the buffered ring), so guest output costs no round trip.
+      { space: 'pio', first: COM1.port, last: COM1.port + COM1.size - 1, buffered: true },
+      { space: 'pio', first: I8042.data, last: I8042.data, buffered: false },
+      { space: 'pio', first: I8042.command, last: I8042.command, buffered: false },
+      { space: 'pio', first: ACPI_PM.pm1aEvent, last: ACPI_PM.pmTimer + ACPI_PM.pmTimerLen - 1, buffered: false },
+    ],
+  },
+  [Role.ROLE_IOAPIC]: {
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOAPIC_ROUTE, Capability.CAPABILITY_IRQFD],
+    ranges: [{ space: 'mmio', first: IOAPIC_BASE, last: IOAPIC_BASE + 0xfff, buffered: false }],
+  },
+};
+
+/** The allowed range that a request names exactly, if any. */
+export function allowedRange(role: StubRole, space: Space, start: number, length: number): AllowedRange | undefined {
+  return ROLE_POLICY[role].ranges.find((r) => r.space === space && r.first === start && r.last === start + length - 1);
+}

@@ -1,0 +1,56 @@
+import { afterEach, describe, expect, test } from 'vitest';
+import { Reactor } from '../../idl/control/reactor.js';
+import { DomainSupervisor } from './supervisor.js';
+import { allowedRange } from './policy.js';
+import { Role } from '../../idl/generated/control.js';
+import { COM1, IOAPIC_BASE } from '../../boot/layout.js';
+
+let reactor: Reactor | undefined;
+afterEach(async () => { await reactor?.stop(); reactor = undefined; });
+
+const policy = { initialBackoffMs: 5, maxBackoffMs: 40, maxRestarts: 3, windowMs: 60_000, hungAfterMs: 1000, heartbeatMs: 100 };
+
+describe('DomainSupervisor', () => {
+  test('restarts_a_dying_domain_with_growing_backoff_then_marks_it_down', async () => {
+    reactor = new Reactor();
+    const sup = new DomainSupervisor(reactor, 'crasher', ['-e', 'process.exit(3)'], policy);
+    const spawnedAt: number[] = [];
+    sup.on('spawned', () => spawnedAt.push(Date.now()));
+    const down = new Promise<string>((r) => sup.once('down', r));
+    sup.start();
+    const why = await down;
+    expect(why).toMatch(/crasher: 4 restarts within 60 s/);
+    expect(sup.health).toBe('down');
+    expect(spawnedAt).toHaveLength(4);
+    // Backoff doubles: 5, 10, 20 ms between the spawns (at least).
+    const gaps = spawnedAt.slice(1).map((t, i) => t - spawnedAt[i]!);
+    expect(gaps[2]!).toBeGreaterThanOrEqual(20);
+  });
+
+  test('kill_ends_the_instance_and_supervision_starts_a_new_one', async () => {
+    reactor = new Reactor();
+    const sup = new DomainSupervisor(reactor, 'sleeper', ['-e', 'setTimeout(() => {}, 60000)'], policy);
+    const pids: number[] = [];
+    const twoSpawns = new Promise<void>((r) => sup.on('spawned', (_g, fd, pid) => { pids.push(pid); if (pids.length === 2) r(); }));
+    sup.start();
+    await new Promise((r) => setTimeout(r, 100));
+    sup.kill();
+    await twoSpawns;
+    expect(pids[0]).not.toBe(pids[1]);
+    expect(sup.generation).toBe(2);
+    sup.stop();
+  });
+});
+
+describe('role policy', () => {
+  test('a_console_domain_may_serve_com1_but_not_the_ioapic', () => {
+    expect(allowedRange(Role.ROLE_CONSOLE, 'pio', COM1.port, COM1.size)?.buffered).toBe(true);
+    expect(allowedRange(Role.ROLE_CONSOLE, 'mmio', IOAPIC_BASE, 0x1000)).toBeUndefined();
+    expect(allowedRange(Role.ROLE_IOAPIC, 'mmio', IOAPIC_BASE, 0x1000)).toBeDefined();
+    expect(allowedRange(Role.ROLE_IOAPIC, 'pio', COM1.port, COM1.size)).toBeUndefined();
+  });
+
+  test('a_range_must_match_exactly_not_just_overlap', () => {
+    expect(allowedRange(Role.ROLE_CONSOLE, 'pio', COM1.port, COM1.size + 1)).toBeUndefined();
+  });
+});

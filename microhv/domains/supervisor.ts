@@ -1,0 +1,115 @@
+// Supervision of one domain, in the manner of the MINIX 3 reincarnation
+// server: microhv is the parent, so it learns of a death from the domain's
+// pidfd; a domain that stops answering heartbeats is killed; either way it is
+// restarted with exponential backoff, within a restart budget. A domain that
+// spends its budget is marked down and reported, never treated as healthy.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import * as sys from '../sys/index.js';
+import type { Reactor } from '../../idl/control/reactor.js';
+
+export interface SupervisorPolicy {
+  /** First restart delay; doubles per consecutive restart up to maxBackoffMs. */
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+  /** At most this many restarts within windowMs, or the domain is marked down. */
+  readonly maxRestarts: number;
+  readonly windowMs: number;
+  /** A domain that has not answered a heartbeat for this long is killed. */
+  readonly hungAfterMs: number;
+  readonly heartbeatMs: number;
+}
+
+export const DEFAULT_POLICY: SupervisorPolicy = { initialBackoffMs: 50, maxBackoffMs: 5_000, maxRestarts: 20, windowMs: 60_000, hungAfterMs: 5_000, heartbeatMs: 1_000 };
+
+export type DomainHealth = 'starting' | 'up' | 'restarting' | 'down' | 'stopped';
+
+export interface SupervisorEvents {
+  /** A new instance is running; `controlFd` is microhv's end of its control socket. */
+  spawned: [generation: number, controlFd: number, pid: number];
+  died: [generation: number, why: string];
+  down: [why: string];
+}
+
+export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
+  health: DomainHealth = 'starting';
+  generation = 0;
+  readonly restarts: number[] = [];
+  private child: ChildProcess | undefined;
+  private pidfd = -1;
+  private pidfdKey = -1;
+  private backoffMs: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY) {
+    super();
+    this.backoffMs = policy.initialBackoffMs;
+  }
+
+  get pid(): number | undefined { return this.child?.pid; }
+
+  start(): void {
+    this.spawnOnce();
+  }
+
+  private spawnOnce(): void {
+    const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
+    this.generation++;
+    // fd 3 of the child is its control socket; nothing else is inherited (every other fd of ours is close-on-exec).
+    const child = spawn(process.execPath, [...this.argv], { stdio: ['ignore', 'inherit', 'inherit', theirs] });
+    sys.close(theirs);
+    if (child.pid === undefined) {
+      sys.close(mine);
+      this.onDeath(`spawn failed`);
+      return;
+    }
+    child.on('error', () => undefined); // reported through the pidfd or the missing pid above
+    this.child = child;
+    this.pidfd = sys.pidfdOpen(child.pid);
+    // The pidfd becomes readable when the process exits, however it dies.
+    this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onDeath('exited'));
+    this.health = 'up';
+    this.emit('spawned', this.generation, mine, child.pid);
+  }
+
+  /** Kills the current instance (hung, or fault injection); supervision restarts it. */
+  kill(): void {
+    if (this.pidfd >= 0) {
+      try { sys.pidfdSendSignal(this.pidfd, sys.consts.SIGKILL); } catch { /* already gone */ }
+    }
+  }
+
+  private onDeath(why: string): void {
+    if (this.pidfd >= 0) {
+      this.reactor.remove(this.pidfdKey, this.pidfd);
+      sys.close(this.pidfd);
+      this.pidfd = -1;
+    }
+    this.child = undefined;
+    this.emit('died', this.generation, why);
+    if (this.health === 'stopped') return;
+    const now = Date.now();
+    this.restarts.push(now);
+    while (this.restarts.length > 0 && now - this.restarts[0]! > this.policy.windowMs) this.restarts.shift();
+    if (this.restarts.length > this.policy.maxRestarts) {
+      this.health = 'down';
+      this.emit('down', `${this.name}: ${this.restarts.length} restarts within ${this.policy.windowMs / 1000} s`);
+      return;
+    }
+    this.health = 'restarting';
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.policy.maxBackoffMs);
+    this.timer = setTimeout(() => this.spawnOnce(), delay);
+  }
+
+  /** The instance has been healthy for a while: the next restart starts from the initial backoff again. */
+  healthy(): void {
+    this.backoffMs = this.policy.initialBackoffMs;
+  }
+
+  stop(): void {
+    this.health = 'stopped';
+    if (this.timer) clearTimeout(this.timer);
+    this.kill();
+  }
+}
