@@ -202,6 +202,11 @@ export const Capability = {
   CAPABILITY_IOAPIC_ROUTE: 7,
   /** Bind interdomain event channels. */
   CAPABILITY_EVTCHN: 8,
+  /**
+   * Report the guest's platform requests (PlatformEvent: power off, reset,
+   * sleep). The console domain only: it owns the i8042 and ACPI PM registers.
+   */
+  CAPABILITY_PLATFORM_EVENT: 9,
 } as const;
 export type Capability = (typeof Capability)[keyof typeof Capability];
 
@@ -216,6 +221,7 @@ export function isValidCapability(v: number): v is Capability {
     case 6:
     case 7:
     case 8:
+    case 9:
       return true;
     default:
       return false;
@@ -936,6 +942,79 @@ export function decodeAck(r: Reader): Ack {
         r.skip(t, 'Ack');
     }
   }
+  return m;
+}
+
+
+/**
+ * What the guest asked of its platform (ACPI PM1 SLP_EN, the i8042 or FADT
+ * reset register).
+ */
+export const PlatformEventKind = {
+  PLATFORM_EVENT_KIND_INVALID: 0,
+  /** SLP_EN with SLP_TYP = \_S5: the guest powered itself off. */
+  PLATFORM_EVENT_KIND_POWER_OFF: 1,
+  /** 0xFE to port 0x64 (also the FADT reset register): the guest reset itself. */
+  PLATFORM_EVENT_KIND_RESET: 2,
+  /** SLP_EN with any other sleep type. */
+  PLATFORM_EVENT_KIND_SLEEP: 3,
+} as const;
+export type PlatformEventKind = (typeof PlatformEventKind)[keyof typeof PlatformEventKind];
+
+/** True for a value this side knows, the reserved invalid 0 excluded. */
+export function isValidPlatformEventKind(v: number): v is PlatformEventKind {
+  switch (v) {
+    case 1:
+    case 2:
+    case 3:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Returns v as a PlatformEventKind, or throws CodecError BAD_ENUM (unknown value or the reserved 0). */
+export function checkPlatformEventKind(v: number, what: string): PlatformEventKind {
+  if (!isValidPlatformEventKind(v)) throw new CodecError('BAD_ENUM', `${what}: ${v} is not a valid PlatformEventKind`);
+  return v;
+}
+
+/**
+ * D -> M, a notification (id 0, no answer): the guest asked for `kind`. Needs
+ * CAPABILITY_PLATFORM_EVENT. Delivery is at-least-once: a domain that dies
+ * before it recorded the event as reported sends it again after its restart,
+ * so microhv acts on the first and ignores repeats until it has acted.
+ */
+export interface PlatformEvent {
+  kind: PlatformEventKind;
+}
+
+export function createPlatformEvent(init: Partial<PlatformEvent> = {}): PlatformEvent {
+  return {
+    kind: init.kind ?? 0,
+  };
+}
+
+export function encodePlatformEvent(w: Writer, m: PlatformEvent): void {
+  w.tag(1, 0);
+  w.int32(encodeCheck(checkPlatformEventKind, m.kind, 'PlatformEvent.kind'));
+}
+
+/** Decodes PlatformEvent from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodePlatformEvent(r: Reader): PlatformEvent {
+  const m = createPlatformEvent();
+  while (r.pos < r.limit) {
+    const t = r.tag('PlatformEvent');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 0, 'PlatformEvent.kind');
+        m.kind = checkPlatformEventKind(r.int32('PlatformEvent.kind'), 'PlatformEvent.kind');
+        break;
+      default:
+        r.skip(t, 'PlatformEvent');
+    }
+  }
+  if (m.kind === 0) throw new CodecError('BAD_ENUM', 'PlatformEvent.kind: missing (reserved 0)');
   return m;
 }
 
@@ -2211,6 +2290,7 @@ export type EnvelopeBody =
   | { readonly case: 'shutdown'; readonly value: Shutdown }
   | { readonly case: 'ack'; readonly value: Ack }
   | { readonly case: 'error'; readonly value: Error }
+  | { readonly case: 'platformEvent'; readonly value: PlatformEvent }
   | { readonly case: 'mapGuestMemory'; readonly value: MapGuestMemory }
   | { readonly case: 'mapGuestMemoryReply'; readonly value: MapGuestMemoryReply }
   | { readonly case: 'getStateRegion'; readonly value: GetStateRegion }
@@ -2358,6 +2438,14 @@ export function encodeEnvelope(w: Writer, m: Envelope): void {
         {
           const at = w.beginLength();
           encodeError(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'platformEvent':
+        w.tag(23, 2);
+        {
+          const at = w.beginLength();
+          encodePlatformEvent(w, body.value);
           w.endLength(at);
         }
         break;
@@ -2563,6 +2651,10 @@ export function decodeEnvelope(r: Reader): Envelope {
         r.expectWire(t, 2, 'Envelope.error');
         m.body = { case: 'error', value: decodeNested(r, decodeError, 'Envelope.error') };
         break;
+      case 23:
+        r.expectWire(t, 2, 'Envelope.platform_event');
+        m.body = { case: 'platformEvent', value: decodeNested(r, decodePlatformEvent, 'Envelope.platform_event') };
+        break;
       case 30:
         r.expectWire(t, 2, 'Envelope.map_guest_memory');
         m.body = { case: 'mapGuestMemory', value: decodeNested(r, decodeMapGuestMemory, 'Envelope.map_guest_memory') };
@@ -2662,7 +2754,7 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
 }
 
 /** Every case of Envelope.body, in field-number order. */
-export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
+export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
 
 /** Who may originate each case ((microhv.idl.sender) in the .proto). */
 export const ENVELOPE_BODY_SENDER = {
@@ -2679,6 +2771,7 @@ export const ENVELOPE_BODY_SENDER = {
   shutdown: 'microhv',
   ack: 'either',
   error: 'either',
+  platformEvent: 'domain',
   mapGuestMemory: 'domain',
   mapGuestMemoryReply: 'microhv',
   getStateRegion: 'domain',
@@ -2712,6 +2805,7 @@ export const ENVELOPE_BODY_REQUIRES = {
   shutdown: null,
   ack: null,
   error: null,
+  platformEvent: Capability.CAPABILITY_PLATFORM_EVENT,
   mapGuestMemory: Capability.CAPABILITY_MAP_GUEST_MEMORY,
   mapGuestMemoryReply: null,
   getStateRegion: Capability.CAPABILITY_STATE_REGION,

@@ -81,11 +81,12 @@ export enum Capability {
   CAPABILITY_MSI_ROUTE = 6,
   CAPABILITY_IOAPIC_ROUTE = 7,
   CAPABILITY_EVTCHN = 8,
+  CAPABILITY_PLATFORM_EVENT = 9,
 }
 
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidCapability(v: u32): bool {
-  return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8;
+  return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8 || v == 9;
 }
 
 export enum ShutdownReason {
@@ -165,4 +166,16 @@ export enum ErrorCode {
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidErrorCode(v: u32): bool {
   return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8 || v == 9 || v == 10 || v == 11 || v == 12 || v == 13;
+}
+
+export enum PlatformEventKind {
+  PLATFORM_EVENT_KIND_INVALID = 0,
+  PLATFORM_EVENT_KIND_POWER_OFF = 1,
+  PLATFORM_EVENT_KIND_RESET = 2,
+  PLATFORM_EVENT_KIND_SLEEP = 3,
+}
+
+/** True for a value this side knows, the reserved invalid 0 excluded. */
+export function isValidPlatformEventKind(v: u32): bool {
+  return v == 1 || v == 2 || v == 3;
 }
