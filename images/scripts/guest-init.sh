@@ -38,6 +38,13 @@ case "$scenario" in
     n=${1:-100}; delay=${2:-0}; i=1
     while [ "$i" -le "$n" ]; do say "line $i"; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
     ;;
+  kmsg)
+    # kmsg N DELAY: numbered lines through the kernel log. The kernel's console writes them by polling
+    # the UART, so they reach the console without any guest interrupt.
+    set -- $args
+    n=${1:-100}; delay=${2:-0}; i=1
+    while [ "$i" -le "$n" ]; do echo "microhv-guest: line $i" > /dev/kmsg; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
+    ;;
   tools)
     fio --version >/dev/null && say "fio $(fio --version)" || rc=1
     iperf3 --version >/dev/null && say "$(iperf3 --version | head -1)" || rc=1
