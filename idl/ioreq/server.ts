@@ -4,7 +4,10 @@
 // then answers the slots. Exactly-once across restarts: the server records
 // (seq, data) of each applied ioreq through `persist` before answering; a
 // successor that finds the same seq still waiting answers it from that record
-// and does not apply it again.
+// and does not apply it again. Posted writes get no answer, so their record is
+// the ring's consumer cursor: a log that keeps it (recordPosted) is told the
+// cursor after each posted write, and the successor resumes there rather than
+// at rsp_prod, which lags until the end of a batch.
 import * as sys from '../../microhv/sys/index.js';
 import { BufferedIoreq, IoreqDir, IoreqSlot, IoreqState, IoreqType } from '../generated/ioreq.js';
 import { RingHeader, RingProtocol } from '../generated/ring.js';
@@ -30,6 +33,17 @@ export interface AppliedLog {
   last(vcpu: number): { seq: bigint; data: bigint };
   /** Must be durable (in the state region) when it returns: the answer follows it. */
   record(vcpu: number, seq: bigint, data: bigint): void;
+  /**
+   * Optional. The buffered ring's consumer cursor as last recorded by recordPosted, or undefined
+   * when none was recorded yet (the server then resumes at rsp_prod).
+   */
+  ringConsumed?(): number | undefined;
+  /**
+   * Optional. Called after each posted write is applied, with the consumer cursor just past it.
+   * Must be durable when it returns, together with the state the write changed: a successor
+   * resumes at this cursor and never applies that write again.
+   */
+  recordPosted?(consumed: number): void;
 }
 export interface ServerCounters { sync: number; posted: number; replayed: number; malformed: number }
 
@@ -45,10 +59,16 @@ export class IoreqServer {
     const bytes = Math.ceil((fds.vcpus * SLOT_BYTES) / PAGE) * PAGE;
     this.slots = new SharedBytes(sys.mmap(bytes, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, fds.slots, 0).buffer);
     const ring = mapSharedRing(fds.ring, RingProtocol.RING_PROTOCOL_BUFFERED_IOREQ);
-    // A successor resumes where the published responses end: every request consumed so far was
-    // answered in the same batch, so rsp_prod is also where consumption stopped.
-    const resume = RingHeader.loadRspProd(ring.mem, 0) >>> 0;
-    this.back = new BackRing(ring.mem, 0, ring.geometry, { reqCons: resume, rspProdPvt: resume });
+    // A successor resumes consuming where its predecessor recorded the last posted write it applied.
+    // Without such a record it resumes where the published responses end, which re-applies the
+    // writes of a batch whose responses were not yet pushed (harmless only for idempotent registers).
+    const published = RingHeader.loadRspProd(ring.mem, 0) >>> 0;
+    const consumed = log.ringConsumed?.() ?? published;
+    // BackRing refuses cursors more than a ring apart, so a corrupt record cannot skip requests silently.
+    this.back = new BackRing(ring.mem, 0, ring.geometry, { reqCons: consumed, rspProdPvt: published });
+    // The writes in [published, consumed) were applied but their (empty) responses never pushed:
+    // answer them now; the next serve() publishes them, which frees their slots for the vCPUs.
+    while (this.back.rspProdPvt !== this.back.reqCons) this.back.commitResponse();
   }
 
   /** The fds to wait on for work (all eventfds, readable when signalled). */
@@ -84,6 +104,8 @@ export class IoreqServer {
         this.counters.posted++;
         n++;
       }
+      // Recorded for a skipped record too, so a successor does not meet it again.
+      this.log.recordPosted?.(this.back.reqCons);
     }
     this.back.pushResponses();
     return n;
@@ -133,6 +155,9 @@ function drain(fd: number): void {
 /** An AppliedLog kept in memory: for tests, and for servers whose state region holds it elsewhere. */
 export class MemoryAppliedLog implements AppliedLog {
   private readonly entries = new Map<number, { seq: bigint; data: bigint }>();
+  private consumed: number | undefined;
   last(vcpu: number): { seq: bigint; data: bigint } { return this.entries.get(vcpu) ?? { seq: 0n, data: 0n }; }
   record(vcpu: number, seq: bigint, data: bigint): void { this.entries.set(vcpu, { seq, data }); }
+  ringConsumed(): number | undefined { return this.consumed; }
+  recordPosted(consumed: number): void { this.consumed = consumed; }
 }
