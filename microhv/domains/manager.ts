@@ -7,7 +7,7 @@ import * as sys from '../sys/index.js';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, ErrorCode, type EnvelopeBody } from '../../idl/generated/control.js';
+import { AddressSpace, DeliveryMode, ErrorCode, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
 import type { Guest } from '../vm/guest.js';
 import type { EndpointFds } from '../ioreq/endpoints.js';
 import { DomainSupervisor, DEFAULT_POLICY, type SupervisorPolicy } from './supervisor.js';
@@ -147,6 +147,34 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
           toServer: e.toServer.map((_, v) => ref(1 + v)), toVcpu: e.toVcpu.map((_, v) => ref(1 + e.vcpus + v)),
           bufferedRing: ref(1 + 2 * e.vcpus), bufferedNotify: ref(2 + 2 * e.vcpus),
         } }, fds);
+        return;
+      }
+      case 'routeIoapicPin': {
+        const r = body.value;
+        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+        const trigger = r.trigger === TriggerMode.TRIGGER_MODE_EDGE ? 'edge' : r.trigger === TriggerMode.TRIGGER_MODE_LEVEL ? 'level' : undefined;
+        const delivery = r.delivery === DeliveryMode.DELIVERY_MODE_FIXED ? 'fixed' : r.delivery === DeliveryMode.DELIVERY_MODE_LOWEST_PRIORITY ? 'lowest-priority'
+          : r.delivery === DeliveryMode.DELIVERY_MODE_NMI ? 'nmi' : undefined;
+        if (!trigger || !delivery) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'trigger and delivery must be valid enums');
+        try {
+          this.guest.irq.routePin(r.pin, { vector: r.vector, trigger, delivery, destApicId: r.destApicId, masked: r.masked });
+        } catch (e) {
+          return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, (e as Error).message);
+        }
+        c.reply(f, { case: 'ack', value: {} });
+        return;
+      }
+      case 'evtchnBindGsi': {
+        const r = body.value;
+        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+        let fd: number;
+        try {
+          fd = this.guest.irq.irqfd(r.gsi);
+        } catch (e) {
+          return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, (e as Error).message);
+        }
+        // Port numbers are per domain; a GSI's port is its number + 1 (0 is never a port).
+        c.reply(f, { case: 'evtchnBound', value: { port: r.gsi + 1, send: { index: 0 }, receive: undefined } }, [fd]);
         return;
       }
       default:

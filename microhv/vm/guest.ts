@@ -10,6 +10,7 @@ import { compiledWorker } from '../worker-path.js';
 import { GuestMemory } from './memory.js';
 import { bootMsrs, guestCpuid } from './cpuid.js';
 import { STAT } from './io-dispatch.js';
+import { IrqRouting } from './irq.js';
 import { IoRangeError, RangeTable, type Space } from '../ioreq/ranges.js';
 import { EndpointTable, MAX_ENDPOINTS, createEndpoint, type EndpointFds } from '../ioreq/endpoints.js';
 import { unmapSharedRing } from '../../idl/ring/shm.js';
@@ -41,10 +42,13 @@ export class Guest extends EventEmitter<GuestEvents> {
   readonly ranges = new RangeTable();
   readonly endpoints = new EndpointTable();
   private nextEndpoint = 0;
+  /** GSI routes and irqfds; only the core touches them, on domains' semantic requests. */
+  readonly irq: IrqRouting;
   private readonly threads: VcpuThread[] = [];
 
   private constructor(private readonly kvm: Kvm, private readonly vm: Vm, readonly memory: GuestMemory, readonly plan: BootPlan, private readonly mmapSize: number) {
     super();
+    this.irq = new IrqRouting(vm);
   }
 
   static create(cfg: BootConfig): Guest {
