@@ -85,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
         timers.push(setInterval(() => { console.error(`microhv: fault: killing ${f.domain}`); manager.domain(f.domain)?.kill(); }, f.everyMs));
       }
     });
+    manager.on('platform', (kind) => { console.error(`microhv: guest requested ${kind}`); if (kind === 'poweroff') resolve(0); });
     guest.on('power', (kind) => { console.error(`microhv: guest ${kind}`); resolve(kind === 'crash' ? 1 : 0); });
     guest.on('failed', (d) => { console.error(`microhv: guest failed: ${d}`); resolve(1); });
     if (o.timeoutS !== undefined) timers.push(setTimeout(() => { console.error(`microhv: timeout after ${o.timeoutS} s`); resolve(124); }, o.timeoutS * 1000));

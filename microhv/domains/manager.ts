@@ -7,7 +7,7 @@ import * as sys from '../sys/index.js';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, DeliveryMode, ErrorCode, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
+import { AddressSpace, DeliveryMode, ErrorCode, PlatformEventKind, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
 import type { Guest } from '../vm/guest.js';
 import type { EndpointFds } from '../ioreq/endpoints.js';
 import { DomainSupervisor, DEFAULT_POLICY, type SupervisorPolicy } from './supervisor.js';
@@ -32,6 +32,8 @@ interface Domain {
 export interface ManagerEvents {
   /** Every range of every domain is registered: the guest may run. */
   ready: [];
+  /** The guest asked to power off, reset or sleep (ACPI or i8042, through the console domain). */
+  platform: [kind: 'poweroff' | 'reset' | 'sleep'];
   down: [domain: string, why: string];
   log: [line: string];
 }
@@ -147,6 +149,14 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
           toServer: e.toServer.map((_, v) => ref(1 + v)), toVcpu: e.toVcpu.map((_, v) => ref(1 + e.vcpus + v)),
           bufferedRing: ref(1 + 2 * e.vcpus), bufferedNotify: ref(2 + 2 * e.vcpus),
         } }, fds);
+        return;
+      }
+      case 'platformEvent': {
+        // A notification: no reply. Repeats after a domain restart are expected (at-least-once).
+        const k = body.value.kind;
+        const kind = k === PlatformEventKind.PLATFORM_EVENT_KIND_POWER_OFF ? 'poweroff' : k === PlatformEventKind.PLATFORM_EVENT_KIND_RESET ? 'reset'
+          : k === PlatformEventKind.PLATFORM_EVENT_KIND_SLEEP ? 'sleep' : undefined;
+        if (kind) this.emit('platform', kind);
         return;
       }
       case 'routeIoapicPin': {

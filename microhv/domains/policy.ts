@@ -16,7 +16,8 @@ export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC;
 
 export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
   [Role.ROLE_CONSOLE]: {
-    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER],
+    // The platform devices (ACPI PM1 control, i8042 reset) live here, so power events come from it.
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT],
     ranges: [
       // THR writes are posted (the buffered ring), so guest output costs no round trip.
       { space: 'pio', first: COM1.port, last: COM1.port + COM1.size - 1, buffered: true },
