@@ -40,9 +40,22 @@ export class StubDevice<K extends StubKind> implements IoreqHandler {
 
   /** Instantiates the module at `path` in its power-on state. */
   static open<K extends StubKind>(kind: K, path: string, host: StubHost = {}): StubDevice<K> {
-    const d = new StubDevice(kind, readFileSync(path), host);
+    const d = StubDevice.instantiate(kind, path, host);
     d.exports.init();
     return d;
+  }
+
+  /**
+   * Instantiates the module at `path` without init(): its state window holds nothing yet, so the
+   * caller either copies a saved window in (restart) or calls init() (power-on). ABI.md, restart.
+   */
+  static instantiate<K extends StubKind>(kind: K, path: string, host: StubHost = {}): StubDevice<K> {
+    return new StubDevice(kind, readFileSync(path), host);
+  }
+
+  /** The module's state window, as a view of its memory (which never grows, so the view stays valid). */
+  stateWindow(): Uint8Array {
+    return new Uint8Array(this.exports.memory.buffer, this.exports.state_base(), this.exports.state_size());
   }
 
   private call(space: WireSpace, addr: number, size: number, dir: IoDir, data: bigint): bigint {

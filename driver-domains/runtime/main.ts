@@ -1,0 +1,428 @@
+// The stub-domain process: one wasm stub module (console or ioapic) served as
+// its own OS process, spawned, supervised and restarted by microhv.
+//
+//   node dist/driver-domains/runtime/main.js [--console-log PATH] [--console-socket PATH]
+//
+// fd 3 is the control socket (control.proto). microhv says Hello (role,
+// generation); the domain answers, asks for its state region, restores the
+// module from it (or powers it on when the region was never committed),
+// registers its ioreq ranges (a successor gets the same endpoints) and
+// serves them. Every effect is committed to the state region before it is
+// visible (domain.ts), so kill -9 at any point loses and repeats nothing.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as sys from '../../microhv/sys/index.js';
+import { adoptControl, type Connection } from '../../idl/control/channel.js';
+import type { Frame } from '../../idl/control/framing.js';
+import { Reactor } from '../../idl/control/reactor.js';
+import {
+  AddressSpace, ENVELOPE_BODY_SENDER, ErrorCode, PlatformEventKind, Role,
+  type EnvelopeBody, type EnvelopeBodyCase, type Hello, type IoreqRangeReply,
+} from '../../idl/generated/control.js';
+import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
+import { ACPI_PM, COM1, I8042, IOAPIC_BASE } from '../../boot/layout.js';
+import { LogLevel, PlatformEvent, type StubKind } from './abi.js';
+import { ConsoleLog, ConsoleSocket } from './console-io.js';
+import { StubRuntime } from './domain.js';
+import { closeInheritedFds } from './fds.js';
+import { DomainProcessError } from './process-errors.js';
+
+const CONTROL_FD = 3;
+const PROTOCOL_VERSION = 1;
+/** How long microhv may take to answer one of our requests before the domain gives up (and is restarted). */
+const REQUEST_TIMEOUT_MS = 10_000;
+
+interface RangeSpec { readonly space: AddressSpace; readonly start: number; readonly length: number; readonly buffered: boolean }
+
+/** The ranges each role serves, in the order it registers them (which fixes the endpoint numbering in the state region). */
+const RANGES = {
+  console: [
+    // Guest output is posted writes to THR, so COM1 takes the buffered ring.
+    { space: AddressSpace.ADDRESS_SPACE_PIO, start: COM1.port, length: COM1.size, buffered: true },
+    { space: AddressSpace.ADDRESS_SPACE_PIO, start: I8042.data, length: 1, buffered: false },
+    { space: AddressSpace.ADDRESS_SPACE_PIO, start: I8042.command, length: 1, buffered: false },
+    { space: AddressSpace.ADDRESS_SPACE_PIO, start: ACPI_PM.pm1aEvent, length: ACPI_PM.pmTimer + ACPI_PM.pmTimerLen - ACPI_PM.pm1aEvent, buffered: false },
+  ],
+  // microhv forwards KVM_EXIT_IOAPIC_EOI as a posted write of the vector to IOAPIC_BASE + 0x40 on
+  // this endpoint's buffered ring; the module's ioreq() handles that register like any other.
+  ioapic: [{ space: AddressSpace.ADDRESS_SPACE_MMIO, start: IOAPIC_BASE, length: 0x1000, buffered: false }],
+} as const satisfies Record<StubKind, readonly RangeSpec[]>;
+
+interface Args { consoleLog?: string; consoleSocket?: string }
+
+function parseArgs(argv: readonly string[]): Args {
+  const args: Args = {};
+  for (let i = 0; i < argv.length; i += 2) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (value === undefined) throw new DomainProcessError('USAGE', `${flag ?? ''} needs a value`);
+    if (flag === '--console-log') args.consoleLog = value;
+    else if (flag === '--console-socket') args.consoleSocket = value;
+    else throw new DomainProcessError('USAGE', `unknown option ${flag ?? ''}; usage: main.js [--console-log PATH] [--console-socket PATH]`);
+  }
+  return args;
+}
+
+function kindOf(role: Role): StubKind | undefined {
+  switch (role) {
+    case Role.ROLE_CONSOLE: return 'console';
+    case Role.ROLE_IOAPIC: return 'ioapic';
+    case Role.ROLE_INVALID: case Role.ROLE_DOM0: case Role.ROLE_XENSTORE: case Role.ROLE_PCI: case Role.ROLE_BLOCK: case Role.ROLE_NET:
+      return undefined;
+    default: {
+      const never: never = role;
+      return never;
+    }
+  }
+}
+
+function platformEventKind(e: PlatformEvent): PlatformEventKind | undefined {
+  switch (e) {
+    case PlatformEvent.PowerOff: return PlatformEventKind.PLATFORM_EVENT_KIND_POWER_OFF;
+    case PlatformEvent.Reset: return PlatformEventKind.PLATFORM_EVENT_KIND_RESET;
+    case PlatformEvent.Sleep: return PlatformEventKind.PLATFORM_EVENT_KIND_SLEEP;
+    case PlatformEvent.None: return undefined;
+    default: {
+      const never: never = e;
+      return never;
+    }
+  }
+}
+
+/** The repository (or installed tree) root: the nearest directory above this file with a package.json. */
+function rootDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new DomainProcessError('USAGE', 'no package.json above the runtime: cannot find build/driver-domains');
+    dir = parent;
+  }
+  return dir;
+}
+
+/** Bodies microhv may send (the decoder already refused the others). */
+type FromMicrohv = { [C in EnvelopeBodyCase]: (typeof ENVELOPE_BODY_SENDER)[C] extends 'domain' ? never : C }[EnvelopeBodyCase];
+type Handler = (d: Domain, f: Frame) => void;
+type Phase = 'greeting' | 'starting' | 'serving' | 'sleeping' | 'closing';
+
+/** Requests and notifications from microhv; replies to our own requests never reach this table. */
+const HANDLERS = {
+  hello: (d, f) => d.onHello(f),
+  heartbeat: (d, f) => {
+    if (f.body.case !== 'heartbeat') return;
+    // Answered from the event loop, so a loop stuck in a module or a commit shows up as a miss.
+    // Ioreqs are applied and answered within one turn of the loop: none is in flight here.
+    d.conn.reply(f, { case: 'heartbeatReply', value: { seq: f.body.value.seq, inflight: 0 } });
+  },
+  // The region was restored at GetStateRegion time; Restore and Activate only confirm it.
+  restore: (d, f) => d.ack(f, ['starting', 'serving']),
+  activate: (d, f) => d.ack(f, ['starting', 'serving']),
+  sleep: (d, f) => d.sleep(f),
+  wake: (d, f) => d.wake(f),
+  snapshot: (d, f) => d.snapshot(f),
+  shutdown: (d, f) => d.shutdown(f),
+  ack: (d, f) => d.stray(f),
+  error: (d, f) => {
+    // An Error with reply_to 0 answers a notification (PlatformEvent): microhv refused it.
+    if (f.body.case === 'error') d.warn(`microhv refused a notification: ${enumName(ErrorCode, f.body.value.code)}: ${f.body.value.message}`);
+  },
+  mapGuestMemoryReply: (d, f) => d.stray(f),
+  stateRegionReply: (d, f) => d.stray(f),
+  ioreqRangeReply: (d, f) => d.stray(f),
+  msiRouteReply: (d, f) => d.stray(f),
+  evtchnBound: (d, f) => d.stray(f),
+} satisfies Record<FromMicrohv, Handler>;
+
+class Domain {
+  readonly reactor = new Reactor();
+  readonly conn: Connection;
+  private phase: Phase = 'greeting';
+  private kind: StubKind | undefined;
+  private generation = 0;
+  private runtime: StubRuntime<StubKind> | undefined;
+  private socket: ConsoleSocket | undefined;
+  private log: ConsoleLog | undefined;
+  private readonly waitKeys: Array<{ key: number; fd: number }> = [];
+  private readonly waitFds: number[] = [];
+  private lineWarned = false;
+  private msiWarned = false;
+
+  constructor(private readonly args: Args) {
+    this.reactor.onHandlerError = (e) => this.fatal(e);
+    this.conn = adoptControl(this.reactor, CONTROL_FD, {
+      onFrame: (_c, f) => this.onFrame(f),
+      onClose: (_c, err) => {
+        // microhv is gone (or broke the protocol): without it there is nothing to serve.
+        if (this.phase === 'closing') return;
+        if (err !== null) this.fatal(err);
+        else this.exit(0, 'control channel closed by microhv');
+      },
+    });
+  }
+
+  private onFrame(f: Frame): void {
+    const handler: Handler = HANDLERS[f.body.case as FromMicrohv];
+    if (this.phase === 'greeting' && f.body.case !== 'hello') {
+      closeFds(f.fds);
+      if (f.envelope.id !== 0) this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `${f.body.case} before Hello`);
+      return;
+    }
+    handler(this, f);
+  }
+
+  onHello(f: Frame): void {
+    closeFds(f.fds);
+    if (f.body.case !== 'hello') return;
+    if (this.phase !== 'greeting') return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, 'second Hello');
+    const hello: Hello = f.body.value;
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      this.conn.replyError(f, ErrorCode.ERROR_CODE_VERSION_MISMATCH, `this domain speaks version ${PROTOCOL_VERSION}`);
+      return this.exit(1, `microhv speaks protocol version ${hello.protocolVersion}`);
+    }
+    const kind = kindOf(hello.role);
+    const guest = hello.guestIds[0];
+    if (kind === undefined || guest === undefined) {
+      this.conn.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'the stub-domain runtime serves ROLE_CONSOLE or ROLE_IOAPIC for one guest');
+      return this.exit(1, `role ${enumName(Role, hello.role)}, guests [${hello.guestIds.join(', ')}]`);
+    }
+    this.kind = kind;
+    this.generation = hello.generation;
+    this.phase = 'starting';
+    this.conn.reply(f, { case: 'helloReply', value: { protocolVersion: PROTOCOL_VERSION, pid: process.pid } });
+    this.start(kind, guest).catch((e: unknown) => this.fatal(e));
+  }
+
+  private async start(kind: StubKind, guest: number): Promise<void> {
+    const region = await this.request({ case: 'getStateRegion', value: {} }, 'stateRegionReply');
+    if (region.body.case !== 'stateRegionReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+    const memfd = takeFd(region, region.body.value.memfd?.index, 'state region memfd');
+    const size = Number(region.body.value.size);
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(sys.mmap(size, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, memfd, 0).buffer);
+    } catch (e) {
+      throw new DomainProcessError('STATE', `mmap of the ${size}-byte state region`, { cause: e });
+    } finally {
+      // The mapping keeps the memory; the fd itself is not needed again.
+      sys.close(memfd);
+    }
+    const wasm = join(rootDir(), 'build', 'driver-domains', `${kind}.wasm`);
+    const rt = StubRuntime.open(kind, wasm, bytes, region.body.value.fresh, {
+      log: (level, text) => this.moduleLog(level, text),
+      setPin: () => this.lineNotDelivered(),
+      msi: () => this.msiNotDelivered(),
+    });
+    this.runtime = rt;
+    rt.onPlatformEvent = (e) => this.reportPlatformEvent(e);
+    this.info(`${kind} generation ${this.generation}: ${rt.restored ? `restored state commit ${rt.generation}` : 'powered on'}`);
+
+    for (const r of RANGES[kind]) {
+      const reply = await this.request({ case: 'registerIoreqRange', value: { guestId: guest, space: r.space, start: BigInt(r.start), length: BigInt(r.length), bufferedWrites: r.buffered } }, 'ioreqRangeReply');
+      if (reply.body.case !== 'ioreqRangeReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+      const fds = endpointFds(reply, reply.body.value);
+      const { server, duplicate } = rt.addEndpoint(fds);
+      if (duplicate) {
+        closeFds(reply.fds);
+        continue;
+      }
+      for (const fd of server.waitFds()) this.waitFds.push(fd);
+    }
+
+    if (kind === 'console') {
+      if (this.args.consoleLog !== undefined) {
+        this.log = new ConsoleLog(this.args.consoleLog);
+        rt.attachLog(this.log);
+      }
+      if (this.args.consoleSocket !== undefined) {
+        this.socket = await ConsoleSocket.listen(this.args.consoleSocket, () => this.runtime?.pumpInput());
+        rt.attachSocket(this.socket);
+      }
+    }
+    if (this.phase !== 'starting') return; // Shutdown or Sleep arrived meanwhile
+    this.startServing();
+  }
+
+  private startServing(): void {
+    const rt = this.runtime;
+    if (rt === undefined) return;
+    this.phase = 'serving';
+    for (const fd of this.waitFds) this.waitKeys.push({ key: this.reactor.add(fd, sys.consts.EPOLLIN, () => rt.serve()), fd });
+    // Work that waited while no instance served (parked slots, posted writes) goes first.
+    rt.serve();
+  }
+
+  private stopServing(): void {
+    for (const { key, fd } of this.waitKeys.splice(0)) this.reactor.remove(key, fd);
+  }
+
+  private async request(body: EnvelopeBody, expect: EnvelopeBodyCase): Promise<Frame> {
+    let f: Frame;
+    try {
+      f = await this.conn.request(body, [], REQUEST_TIMEOUT_MS);
+    } catch (e) {
+      throw new DomainProcessError('CONTROL', `${body.case}`, { cause: e });
+    }
+    if (f.body.case === expect) return f;
+    closeFds(f.fds);
+    if (f.body.case === 'error') throw new DomainProcessError('CONTROL', `${body.case} refused: ${enumName(ErrorCode, f.body.value.code)}: ${f.body.value.message}`);
+    throw new DomainProcessError('PROTOCOL', `${body.case} answered with ${f.body.case}`);
+  }
+
+  ack(f: Frame, phases: readonly Phase[]): void {
+    closeFds(f.fds);
+    if (!phases.includes(this.phase)) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `${f.body.case} while ${this.phase}`);
+    this.conn.reply(f, { case: 'ack', value: {} });
+  }
+
+  sleep(f: Frame): void {
+    closeFds(f.fds);
+    if (this.phase !== 'serving') return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `sleep while ${this.phase}`);
+    // Every ioreq taken so far is answered (serve() runs to completion); new ones stay parked in their slots.
+    this.stopServing();
+    this.phase = 'sleeping';
+    this.conn.reply(f, { case: 'ack', value: {} });
+  }
+
+  wake(f: Frame): void {
+    closeFds(f.fds);
+    if (this.phase !== 'sleeping') return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `wake while ${this.phase}`);
+    this.conn.reply(f, { case: 'ack', value: {} });
+    this.startServing();
+  }
+
+  snapshot(f: Frame): void {
+    closeFds(f.fds);
+    const rt = this.runtime;
+    if (this.phase !== 'sleeping' || rt === undefined) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `snapshot while ${this.phase}`);
+    rt.commit();
+    this.conn.reply(f, { case: 'snapshotReply', value: { stateBytes: BigInt(0), snapshotSeq: rt.generation } });
+  }
+
+  shutdown(f: Frame): void {
+    closeFds(f.fds);
+    this.stopServing();
+    // Everything is committed after each piece of work already; one more commit records a cleared outbox.
+    this.runtime?.commit();
+    this.phase = 'closing';
+    this.conn.reply(f, { case: 'ack', value: {} });
+    this.exit(0, 'shutdown');
+  }
+
+  stray(f: Frame): void {
+    closeFds(f.fds);
+    this.warn(`ignored ${f.body.case} that answers nothing of ours`);
+  }
+
+  private reportPlatformEvent(e: PlatformEvent): void {
+    const kind = platformEventKind(e);
+    if (kind === undefined) return;
+    this.info(`guest platform event ${PlatformEvent[e]}`);
+    this.conn.send({ case: 'platformEvent', value: { kind } });
+  }
+
+  private lineNotDelivered(): void {
+    if (this.runtime !== undefined) this.runtime.counters.lines_not_delivered++;
+    if (!this.lineWarned) this.warn('interrupt line changes are not delivered yet (no control message carries them to the ioapic domain)');
+    this.lineWarned = true;
+  }
+
+  private msiNotDelivered(): void {
+    if (this.runtime !== undefined) this.runtime.counters.msis_not_delivered++;
+    if (!this.msiWarned) this.warn('MSI delivery is not wired yet (RouteIoapicPin and EvtchnBindGsi are not settled)');
+    this.msiWarned = true;
+  }
+
+  private moduleLog(level: number, text: string): void {
+    process.stderr.write(`${this.kind ?? 'stub'}[${process.pid}] module ${LogLevel[level] ?? level}: ${text}\n`);
+  }
+
+  info(text: string): void {
+    process.stderr.write(`${this.kind ?? 'stub'}[${process.pid}]: ${text}\n`);
+  }
+
+  warn(text: string): void {
+    process.stderr.write(`${this.kind ?? 'stub'}[${process.pid}] warning: ${text}\n`);
+  }
+
+  fatal(e: unknown): void {
+    const code = e instanceof DomainProcessError ? e.code : 'INTERNAL';
+    // The cause chain, without stacks: what went wrong, for microhv's log.
+    let why = e instanceof Error ? e.message : String(e);
+    for (let c: unknown = e instanceof Error ? e.cause : undefined; c instanceof Error; c = c.cause) why += `: ${c.message}`;
+    this.exit(1, `${code}: ${why}`);
+  }
+
+  exit(status: number, why: string): void {
+    if (status !== 0 || this.phase === 'closing') this.info(`exiting (${status}): ${why}`);
+    this.phase = 'closing';
+    this.socket?.close();
+    this.log?.close();
+    // A reply just queued (Ack, Error) is sent by sendmsg synchronously; nothing else needs draining.
+    process.exit(status);
+  }
+}
+
+/** The IDL name of an enum value, for messages. */
+function enumName(e: Readonly<Record<string, number>>, v: number): string {
+  return Object.keys(e).find((k) => e[k] === v) ?? String(v);
+}
+
+function closeFds(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      sys.close(fd);
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+/** The fd an FdRef names; the framing layer already checked the index against the fds that came. */
+function takeFd(f: Frame, index: number | undefined, what: string): number {
+  const fd = index === undefined ? undefined : f.fds[index];
+  if (fd === undefined) {
+    closeFds(f.fds);
+    throw new DomainProcessError('PROTOCOL', `${what} missing from the reply`);
+  }
+  for (const other of f.fds) if (other !== fd) closeFds([other]);
+  return fd;
+}
+
+function endpointFds(f: Frame, r: IoreqRangeReply): IoreqEndpointFds {
+  const at = (i: number | undefined, what: string): number => {
+    const fd = i === undefined ? undefined : f.fds[i];
+    if (fd === undefined) {
+      closeFds(f.fds);
+      throw new DomainProcessError('PROTOCOL', `ioreq range reply without its ${what}`);
+    }
+    return fd;
+  };
+  if (r.vcpuCount < 1 || r.toServer.length !== r.vcpuCount || r.toVcpu.length !== r.vcpuCount) {
+    closeFds(f.fds);
+    throw new DomainProcessError('PROTOCOL', `ioreq range reply for ${r.vcpuCount} vCPUs with ${r.toServer.length}/${r.toVcpu.length} event channels`);
+  }
+  return {
+    vcpus: r.vcpuCount,
+    slots: at(r.slots?.index, 'slot page'),
+    ring: at(r.bufferedRing?.index, 'buffered ring'),
+    ringNotify: at(r.bufferedNotify?.index, 'buffered ring notify'),
+    toServer: r.toServer.map((ref, v) => at(ref.index, `to_server[${v}]`)),
+    toVcpu: r.toVcpu.map((ref, v) => at(ref.index, `to_vcpu[${v}]`)),
+  };
+}
+
+function main(): void {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`stub-domain: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(2);
+  }
+  const domain = new Domain(args);
+  // After fd 3 is adopted: nothing else we inherited stays open.
+  for (const { fd, target } of closeInheritedFds(CONTROL_FD)) domain.warn(`closed inherited fd ${fd} (${target})`);
+}
+
+main();

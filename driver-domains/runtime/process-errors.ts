@@ -1,0 +1,26 @@
+// The error type of the stub-domain process boundary: its control channel to
+// microhv, its state region and its console outputs. Faults inside the module
+// stay StubDomainError (its cause); guest-caused faults never surface here.
+
+export type DomainProcessErrorCode =
+  /** The command line is wrong. */
+  | 'USAGE'
+  /** The control channel failed, or microhv answered a request with an Error. */
+  | 'CONTROL'
+  /** microhv sent something the protocol does not allow at this point (a wrong reply, a missing fd). */
+  | 'PROTOCOL'
+  /** The state region cannot be used (too small, corrupt, another kind). */
+  | 'STATE'
+  /** The console log file or socket failed. */
+  | 'CONSOLE_IO';
+
+export class DomainProcessError extends Error {
+  override readonly name = 'DomainProcessError';
+  constructor(
+    readonly code: DomainProcessErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${code}: ${message}`, options);
+  }
+}

@@ -1,0 +1,135 @@
+// A small stand-in for microhv's side of one stub domain, for process tests:
+// it spawns dist/driver-domains/runtime/main.js with its control socket as
+// fd 3, says Hello, hands out one state region (fresh only the first time)
+// and real ioreq endpoints (microhv/ioreq/endpoints.ts) that it keeps across
+// restarts, and records the domain's notifications. It is deliberately not
+// microhv's DomainManager: the domain is tested against the contract alone.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import * as sys from '../../microhv/sys/index.js';
+import { EndpointTable, createEndpoint, type EndpointFds } from '../../microhv/ioreq/endpoints.js';
+import { ControlServer, type Connection } from '../../idl/control/channel.js';
+import type { Frame } from '../../idl/control/framing.js';
+import { Reactor } from '../../idl/control/reactor.js';
+import { AddressSpace, Capability, ErrorCode, type PlatformEventKind, type Role } from '../../idl/generated/control.js';
+import { repoRoot } from '../../driver-domains/build.js';
+
+export const STATE_REGION_BYTES = 256 * 1024;
+
+export interface Instance {
+  readonly generation: number;
+  readonly child: ChildProcess;
+  readonly conn: Connection;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when the instance registered every range it serves. */
+  readonly ready: Promise<void>;
+  stderr: string;
+}
+
+export class FakeCore {
+  readonly reactor = new Reactor();
+  readonly table = new EndpointTable();
+  readonly platformEvents: PlatformEventKind[] = [];
+  /** Endpoints by "space:start:length", in creation order (their id in the table). */
+  readonly endpoints = new Map<string, { id: number; fds: EndpointFds }>();
+  private readonly server: ControlServer;
+  private stateFd = -1;
+  private stateHanded = false;
+  private generation = 0;
+  private current: { inst: Instance; registered: number; onReady: () => void } | undefined;
+  /** Stderr of every instance so far, for failure messages. */
+  log = '';
+
+  constructor(private readonly role: Role, private readonly rangeCount: number, private readonly args: readonly string[], private readonly vcpus = 1) {
+    this.server = new ControlServer(this.reactor, { onFrame: (c, f) => this.onFrame(c, f) });
+  }
+
+  static mainJs(): string {
+    const js = join(repoRoot(), 'dist', 'driver-domains', 'runtime', 'main.js');
+    if (!existsSync(js)) throw new Error(`${js} is missing: run npx tsc -p tsconfig.json`);
+    return js;
+  }
+
+  /** Starts the next instance (generation 0, then +1 per restart) and says Hello. */
+  spawn(): Instance {
+    const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
+    const child = spawn(process.execPath, [FakeCore.mainJs(), ...this.args], { stdio: ['ignore', 'ignore', 'pipe', theirs] });
+    sys.close(theirs);
+    const conn = this.server.adopt(mine);
+    conn.capabilities = new Set([Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT]);
+    let onReady = (): void => undefined;
+    const ready = new Promise<void>((resolve) => { onReady = resolve; });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const inst: Instance = { generation: this.generation++, child, conn, exited, ready, stderr: '' };
+    child.stderr?.on('data', (d: Buffer) => {
+      inst.stderr += d.toString();
+      this.log += d.toString();
+    });
+    this.current = { inst, registered: 0, onReady };
+    conn.send({ case: 'hello', value: {
+      protocolVersion: 1, domainId: 7, role: this.role, capabilities: [...conn.capabilities], guestIds: [1],
+      generation: inst.generation, heartbeatIntervalMs: 1000,
+    } });
+    return inst;
+  }
+
+  /** kill -9, as microhv does to a hung domain; resolves once it is gone. */
+  async kill(inst: Instance): Promise<void> {
+    inst.child.kill('SIGKILL');
+    await inst.exited;
+    inst.conn.close();
+  }
+
+  private onFrame(c: Connection, f: Frame): void {
+    for (const fd of f.fds) sys.close(fd);
+    const body = f.body;
+    const cur = this.current;
+    if (cur === undefined || cur.inst.conn !== c) return; // a dead instance's last words
+    switch (body.case) {
+      case 'helloReply':
+        return;
+      case 'platformEvent':
+        this.platformEvents.push(body.value.kind);
+        return;
+      case 'getStateRegion': {
+        if (this.stateFd < 0) {
+          this.stateFd = sys.memfdCreate('test-state', sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
+          sys.ftruncate(this.stateFd, STATE_REGION_BYTES);
+          sys.addSeals(this.stateFd, sys.consts.F_SEAL_SHRINK | sys.consts.F_SEAL_GROW);
+        }
+        const fresh = !this.stateHanded;
+        this.stateHanded = true;
+        c.reply(f, { case: 'stateRegionReply', value: { memfd: { index: 0 }, size: BigInt(STATE_REGION_BYTES), fresh } }, [this.stateFd]);
+        return;
+      }
+      case 'registerIoreqRange': {
+        const r = body.value;
+        if (r.guestId !== 1) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, 'guest 1 only');
+        const key = `${r.space === AddressSpace.ADDRESS_SPACE_PIO ? 'pio' : 'mmio'}:${r.start}:${r.length}`;
+        let ep = this.endpoints.get(key);
+        if (ep === undefined) {
+          ep = { id: this.endpoints.size, fds: createEndpoint(`test-${key}`, this.vcpus).fds };
+          this.table.set(ep.id, ep.fds);
+          this.endpoints.set(key, ep);
+        }
+        const e = ep.fds;
+        const ref = (i: number): { index: number } => ({ index: i });
+        c.reply(f, { case: 'ioreqRangeReply', value: {
+          rangeId: ep.id + 1, slots: ref(0), vcpuCount: e.vcpus,
+          toServer: e.toServer.map((_, v) => ref(1 + v)), toVcpu: e.toVcpu.map((_, v) => ref(1 + e.vcpus + v)),
+          bufferedRing: ref(1 + 2 * e.vcpus), bufferedNotify: ref(2 + 2 * e.vcpus),
+        } }, [e.slots, ...e.toServer, ...e.toVcpu, e.ring, e.ringNotify]);
+        if (++cur.registered === this.rangeCount) cur.onReady();
+        return;
+      }
+      default:
+        if (f.envelope.id !== 0) c.replyError(f, ErrorCode.ERROR_CODE_UNSUPPORTED, `${body.case} is not part of this test`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.server.close();
+    await this.reactor.stop();
+  }
+}
