@@ -217,6 +217,18 @@ class Domain {
     rt.onPlatformEvent = (e) => this.reportPlatformEvent(e);
     this.info(`${kind} generation ${this.generation}: ${rt.restored ? `restored state commit ${rt.generation}` : 'powered on'}`);
 
+    // Outputs first: once its last range is registered, microhv may run the guest.
+    if (kind === 'console') {
+      if (this.args.consoleLog !== undefined) {
+        this.log = new ConsoleLog(this.args.consoleLog);
+        rt.attachLog(this.log);
+      }
+      if (this.args.consoleSocket !== undefined) {
+        this.socket = await ConsoleSocket.listen(this.args.consoleSocket, () => this.runtime?.pumpInput());
+        rt.attachSocket(this.socket);
+      }
+    }
+
     for (const r of RANGES[kind]) {
       const reply = await this.request({ case: 'registerIoreqRange', value: { guestId: guest, space: r.space, start: BigInt(r.start), length: BigInt(r.length), bufferedWrites: r.buffered } }, 'ioreqRangeReply');
       if (reply.body.case !== 'ioreqRangeReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
@@ -229,16 +241,6 @@ class Domain {
       for (const fd of server.waitFds()) this.waitFds.push(fd);
     }
 
-    if (kind === 'console') {
-      if (this.args.consoleLog !== undefined) {
-        this.log = new ConsoleLog(this.args.consoleLog);
-        rt.attachLog(this.log);
-      }
-      if (this.args.consoleSocket !== undefined) {
-        this.socket = await ConsoleSocket.listen(this.args.consoleSocket, () => this.runtime?.pumpInput());
-        rt.attachSocket(this.socket);
-      }
-    }
     if (this.phase !== 'starting') return; // Shutdown or Sleep arrived meanwhile
     this.startServing();
   }

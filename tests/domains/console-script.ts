@@ -18,3 +18,13 @@ export interface ConsoleVcpuResult {
 
 export const SCRATCH_VALUE = 0xa5;
 export const line = (i: number): string => `line ${String(i).padStart(5, '0')} of the console restart test\n`;
+
+/** One access of a scripted vCPU (vcpu-script-worker.ts). */
+export interface VcpuStep {
+  readonly op: 'read' | 'write' | 'post';
+  readonly endpoint: number;
+  readonly space: 'pio' | 'mmio';
+  readonly addr: number;
+  readonly size: 1 | 2 | 4 | 8;
+  readonly value?: number;
+}

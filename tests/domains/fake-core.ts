@@ -31,6 +31,8 @@ export class FakeCore {
   readonly reactor = new Reactor();
   readonly table = new EndpointTable();
   readonly platformEvents: PlatformEventKind[] = [];
+  /** Error codes the domain answered microhv's messages with. */
+  readonly refusals: ErrorCode[] = [];
   /** Endpoints by "space:start:length", in creation order (their id in the table). */
   readonly endpoints = new Map<string, { id: number; fds: EndpointFds }>();
   private readonly server: ControlServer;
@@ -51,16 +53,20 @@ export class FakeCore {
     return js;
   }
 
-  /** Starts the next instance (generation 0, then +1 per restart) and says Hello. */
-  spawn(): Instance {
+  /**
+   * Starts the next instance (generation 0, then +1 per restart) and says Hello. `extraFds` are
+   * passed as fds 4, 5, ... (what a careless spawner would leak); `protocolVersion` overrides Hello's.
+   */
+  spawn(opts: { extraFds?: number[]; protocolVersion?: number } = {}): Instance {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
-    const child = spawn(process.execPath, [FakeCore.mainJs(), ...this.args], { stdio: ['ignore', 'ignore', 'pipe', theirs] });
+    const child = spawn(process.execPath, [FakeCore.mainJs(), ...this.args], { stdio: ['ignore', 'ignore', 'pipe', theirs, ...(opts.extraFds ?? [])] });
     sys.close(theirs);
     const conn = this.server.adopt(mine);
     conn.capabilities = new Set([Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT]);
     let onReady = (): void => undefined;
     const ready = new Promise<void>((resolve) => { onReady = resolve; });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // 'close', not 'exit': stderr is complete by then.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
     const inst: Instance = { generation: this.generation++, child, conn, exited, ready, stderr: '' };
     child.stderr?.on('data', (d: Buffer) => {
       inst.stderr += d.toString();
@@ -68,7 +74,7 @@ export class FakeCore {
     });
     this.current = { inst, registered: 0, onReady };
     conn.send({ case: 'hello', value: {
-      protocolVersion: 1, domainId: 7, role: this.role, capabilities: [...conn.capabilities], guestIds: [1],
+      protocolVersion: opts.protocolVersion ?? 1, domainId: 7, role: this.role, capabilities: [...conn.capabilities], guestIds: [1],
       generation: inst.generation, heartbeatIntervalMs: 1000,
     } });
     return inst;
@@ -88,6 +94,9 @@ export class FakeCore {
     if (cur === undefined || cur.inst.conn !== c) return; // a dead instance's last words
     switch (body.case) {
       case 'helloReply':
+        return;
+      case 'error':
+        this.refusals.push(body.value.code);
         return;
       case 'platformEvent':
         this.platformEvents.push(body.value.kind);
