@@ -92,4 +92,25 @@ describe('StateRegion', () => {
   test('refuses_a_region_smaller_than_the_layout', () => {
     expect(() => new StateRegion(new Uint8Array(REGION_BYTES - 8))).toThrow(/need/);
   });
+
+  test('garbage_in_the_region_is_refused_as_bad_state_never_a_crash', () => {
+    // The region outlives the process and a buggy predecessor could leave anything there.
+    let seed = 12345;
+    const rand = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    for (let round = 0; round < 200; round++) {
+      const mem = region();
+      new StateRegion(mem).commit(image(round & 0xff));
+      // Aimed at the region header and the start of both copies, where the words that steer decoding are.
+      for (let i = 0; i < 1 + (round % 16); i++) {
+        const copy = COPY_OFFSETS[rand() % 2]!;
+        mem[rand() % 3 === 0 ? rand() % 16 : copy + (rand() % 256)] = rand() & 0xff;
+      }
+      try {
+        const got = new StateRegion(mem).load('console');
+        if (got !== 'empty') expect(got.kind).toBe('console');
+      } catch (e) {
+        expect(e).toBeInstanceOf(StubDomainError);
+      }
+    }
+  });
 });
