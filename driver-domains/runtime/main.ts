@@ -423,6 +423,9 @@ function main(): void {
     process.exit(2);
   }
   const domain = new Domain(args);
+  // Errors outside the reactor (console socket callbacks) end the process the same way: one line, no stack.
+  process.on('uncaughtException', (e) => domain.fatal(e));
+  process.on('unhandledRejection', (e) => domain.fatal(e));
   // After fd 3 is adopted: nothing else we inherited stays open.
   for (const { fd, target } of closeInheritedFds(CONTROL_FD)) domain.warn(`closed inherited fd ${fd} (${target})`);
 }

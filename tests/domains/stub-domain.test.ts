@@ -84,6 +84,31 @@ describe('stub-domain process: control channel', () => {
     }
   });
 
+  test('sleep_parks_ioreqs_until_wake_and_snapshot_commits_while_asleep', async () => {
+    await withDomain(Role.ROLE_CONSOLE, 4, [], async (core, inst) => {
+      const vcpu = new Vcpu(core.table.buffer);
+      try {
+        const com1 = endpointOf(core, `pio:${COM1.port}:${COM1.size}`);
+        expect((await inst.conn.request({ case: 'sleep', value: {} })).body.case).toBe('ack');
+        let answered = false;
+        const write = vcpu.run([{ op: 'write', endpoint: com1, space: 'pio', addr: COM1.port + 7, size: 1, value: 0x77 }]).then(() => { answered = true; });
+        await sleep(150);
+        expect(answered).toBe(false);
+        const snap = await inst.conn.request({ case: 'snapshot', value: {} });
+        expect(snap.body.case).toBe('snapshotReply');
+        if (snap.body.case === 'snapshotReply') expect(snap.body.value.snapshotSeq).toBeGreaterThan(0n);
+        expect((await inst.conn.request({ case: 'wake', value: {} })).body.case).toBe('ack');
+        await write;
+        expect(await vcpu.run([{ op: 'read', endpoint: com1, space: 'pio', addr: COM1.port + 7, size: 1 }])).toEqual([0x77]);
+        // Snapshot outside SLEEPING is refused (control.proto lifecycle).
+        const refused = await inst.conn.request({ case: 'snapshot', value: {} });
+        expect(refused.body.case === 'error' && refused.body.value.code).toBe(ErrorCode.ERROR_CODE_BAD_STATE);
+      } finally {
+        await vcpu.stop();
+      }
+    });
+  });
+
   test('guest_power_off_is_reported_as_a_platform_event', async () => {
     await withDomain(Role.ROLE_CONSOLE, 4, [], async (core) => {
       const vcpu = new Vcpu(core.table.buffer);
