@@ -145,6 +145,7 @@ class Domain {
   private log: ConsoleLog | undefined;
   private readonly waitKeys: Array<{ key: number; fd: number }> = [];
   private readonly waitFds: number[] = [];
+  private resourcesReady = false;
   private lineWarned = false;
   private msiWarned = false;
 
@@ -241,8 +242,9 @@ class Domain {
       for (const fd of server.waitFds()) this.waitFds.push(fd);
     }
 
-    if (this.phase !== 'starting') return; // Shutdown or Sleep arrived meanwhile
-    this.startServing();
+    this.resourcesReady = true;
+    // Sleep (Wake starts serving then) or Shutdown may have arrived meanwhile.
+    if (this.phase === 'starting') this.startServing();
   }
 
   private startServing(): void {
@@ -279,7 +281,9 @@ class Domain {
 
   sleep(f: Frame): void {
     closeFds(f.fds);
-    if (this.phase !== 'serving') return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `sleep while ${this.phase}`);
+    // Also while starting: microhv may ask as soon as it answered the last range, before this
+    // side has seen that answer.
+    if (this.phase !== 'serving' && this.phase !== 'starting') return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `sleep while ${this.phase}`);
     // Every ioreq taken so far is answered (serve() runs to completion); new ones stay parked in their slots.
     this.stopServing();
     this.phase = 'sleeping';
@@ -290,13 +294,15 @@ class Domain {
     closeFds(f.fds);
     if (this.phase !== 'sleeping') return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `wake while ${this.phase}`);
     this.conn.reply(f, { case: 'ack', value: {} });
-    this.startServing();
+    // Still acquiring its resources: start() begins serving when it is done.
+    if (this.resourcesReady) this.startServing();
+    else this.phase = 'starting';
   }
 
   snapshot(f: Frame): void {
     closeFds(f.fds);
     const rt = this.runtime;
-    if (this.phase !== 'sleeping' || rt === undefined) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `snapshot while ${this.phase}`);
+    if (this.phase !== 'sleeping' || rt === undefined || !this.resourcesReady) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `snapshot while ${this.phase}`);
     rt.commit();
     this.conn.reply(f, { case: 'snapshotReply', value: { stateBytes: BigInt(0), snapshotSeq: rt.generation } });
   }
