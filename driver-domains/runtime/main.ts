@@ -22,10 +22,11 @@ import {
 } from '../../idl/generated/control.js';
 import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
 import { ACPI_PM, COM1, I8042, IOAPIC_BASE } from '../../boot/layout.js';
-import { LogLevel, PlatformEvent, type StubKind } from './abi.js';
+import { LogLevel, PlatformEvent, type IoapicExports, type StubKind } from './abi.js';
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
 import { closeInheritedFds } from './fds.js';
+import { IoapicDelivery } from './ioapic-delivery.js';
 import { DomainProcessError } from './process-errors.js';
 
 const CONTROL_FD = 3;
@@ -146,6 +147,9 @@ class Domain {
   private readonly waitKeys: Array<{ key: number; fd: number }> = [];
   private readonly waitFds: number[] = [];
   private resourcesReady = false;
+  private delivery: IoapicDelivery | undefined;
+  /** Route sync without irqfds (microhv refused EvtchnBindGsi): MSIs are counted, not sent. */
+  private routesOnly: IoapicDelivery | undefined;
   private lineWarned = false;
   private msiWarned = false;
 
@@ -212,7 +216,7 @@ class Domain {
     const rt = StubRuntime.open(kind, wasm, bytes, region.body.value.fresh, {
       log: (level, text) => this.moduleLog(level, text),
       setPin: () => this.lineNotDelivered(),
-      msi: () => this.msiNotDelivered(),
+      msi: (addr, data) => (this.delivery ? this.delivery.msi(addr, data) : this.msiNotDelivered()),
     });
     this.runtime = rt;
     rt.onPlatformEvent = (e) => this.reportPlatformEvent(e);
@@ -242,18 +246,44 @@ class Domain {
       for (const fd of server.waitFds()) this.waitFds.push(fd);
     }
 
+    if (kind === 'ioapic') await this.startDelivery(rt.device.exports as IoapicExports, guest);
+
     this.resourcesReady = true;
     // Sleep (Wake starts serving then) or Shutdown may have arrived meanwhile.
     if (this.phase === 'starting') this.startServing();
+  }
+
+  /** The ioapic's irqfds and pin routes (ioapic-delivery.ts); routes are re-stated to microhv at every start. */
+  private async startDelivery(ex: IoapicExports, guest: number): Promise<void> {
+    const delivery = new IoapicDelivery(ex, {
+      bindGsi: async (gsi, trigger) => {
+        const f = await this.request({ case: 'evtchnBindGsi', value: { guestId: guest, gsi, trigger } }, 'evtchnBound');
+        if (f.body.case !== 'evtchnBound') throw new DomainProcessError('PROTOCOL', 'unreachable');
+        return takeFd(f, f.body.value.send?.index, `irqfd of GSI ${gsi}`);
+      },
+      routePin: async (route) => {
+        await this.request({ case: 'routeIoapicPin', value: { guestId: guest, ...route } }, 'ack');
+      },
+      warn: (text) => this.warn(text),
+    });
+    if (await delivery.bind()) this.delivery = delivery;
+    // Routes go to microhv even without irqfds: KVM learns the level-triggered vectors from them.
+    delivery.sync();
+    if (this.delivery === undefined) this.routesOnly = delivery;
   }
 
   private startServing(): void {
     const rt = this.runtime;
     if (rt === undefined) return;
     this.phase = 'serving';
-    for (const fd of this.waitFds) this.waitKeys.push({ key: this.reactor.add(fd, sys.consts.EPOLLIN, () => rt.serve()), fd });
+    const serve = (): void => {
+      rt.serve();
+      // A guest write may have changed a redirection entry: its route goes to microhv now.
+      (this.delivery ?? this.routesOnly)?.sync();
+    };
+    for (const fd of this.waitFds) this.waitKeys.push({ key: this.reactor.add(fd, sys.consts.EPOLLIN, serve), fd });
     // Work that waited while no instance served (parked slots, posted writes) goes first.
-    rt.serve();
+    serve();
   }
 
   private stopServing(): void {
@@ -337,7 +367,7 @@ class Domain {
 
   private msiNotDelivered(): void {
     if (this.runtime !== undefined) this.runtime.counters.msis_not_delivered++;
-    if (!this.msiWarned) this.warn('MSI delivery is not wired yet (RouteIoapicPin and EvtchnBindGsi are not settled)');
+    if (!this.msiWarned) this.warn('an MSI was not delivered: microhv gave no irqfds (EvtchnBindGsi refused)');
     this.msiWarned = true;
   }
 

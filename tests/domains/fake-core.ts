@@ -12,7 +12,7 @@ import { EndpointTable, createEndpoint, type EndpointFds } from '../../microhv/i
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, Capability, ErrorCode, type PlatformEventKind, type Role } from '../../idl/generated/control.js';
+import { AddressSpace, Capability, ErrorCode, Role, type PlatformEventKind, type RouteIoapicPin } from '../../idl/generated/control.js';
 import { repoRoot } from '../../driver-domains/build.js';
 
 export const STATE_REGION_BYTES = 256 * 1024;
@@ -31,6 +31,10 @@ export class FakeCore {
   readonly reactor = new Reactor();
   readonly table = new EndpointTable();
   readonly platformEvents: PlatformEventKind[] = [];
+  /** RouteIoapicPin requests, in arrival order, tagged with the generation that sent them. */
+  readonly routes: Array<RouteIoapicPin & { generation: number }> = [];
+  /** The irqfd (here a plain eventfd) handed out per GSI; the same one to every instance. */
+  readonly irqfds = new Map<number, number>();
   /** Error codes the domain answered microhv's messages with. */
   readonly refusals: ErrorCode[] = [];
   /** Endpoints by "space:start:length", in creation order (their id in the table). */
@@ -62,7 +66,10 @@ export class FakeCore {
     const child = spawn(process.execPath, [FakeCore.mainJs(), ...this.args], { stdio: ['ignore', 'ignore', 'pipe', theirs, ...(opts.extraFds ?? [])] });
     sys.close(theirs);
     const conn = this.server.adopt(mine);
-    conn.capabilities = new Set([Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT]);
+    // What microhv grants each role (microhv/domains/policy.ts).
+    conn.capabilities = new Set(this.role === Role.ROLE_IOAPIC
+      ? [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOAPIC_ROUTE, Capability.CAPABILITY_IRQFD]
+      : [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT]);
     let onReady = (): void => undefined;
     const ready = new Promise<void>((resolve) => { onReady = resolve; });
     // 'close', not 'exit': stderr is complete by then.
@@ -98,6 +105,19 @@ export class FakeCore {
       case 'error':
         this.refusals.push(body.value.code);
         return;
+      case 'routeIoapicPin':
+        this.routes.push({ ...body.value, generation: cur.inst.generation });
+        c.reply(f, { case: 'ack', value: {} });
+        return;
+      case 'evtchnBindGsi': {
+        let fd = this.irqfds.get(body.value.gsi);
+        if (fd === undefined) {
+          fd = sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK);
+          this.irqfds.set(body.value.gsi, fd);
+        }
+        c.reply(f, { case: 'evtchnBound', value: { port: body.value.gsi + 1, send: { index: 0 }, receive: undefined } }, [fd]);
+        return;
+      }
       case 'platformEvent':
         this.platformEvents.push(body.value.kind);
         return;

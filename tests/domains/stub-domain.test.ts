@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as sys from '../../microhv/sys/index.js';
 import { compiledWorker } from '../../microhv/worker-path.js';
 import { ensureBuilt, repoRoot } from '../../driver-domains/build.js';
-import { ErrorCode, PlatformEventKind, Role } from '../../idl/generated/control.js';
+import { DeliveryMode, ErrorCode, PlatformEventKind, Role, TriggerMode } from '../../idl/generated/control.js';
 import { RingHeader } from '../../idl/generated/ring.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { ACPI_PM, COM1, IOAPIC_BASE, SLEEP_TYPE_S5 } from '../../boot/layout.js';
@@ -182,7 +182,7 @@ describe('stub-domain process: fd hygiene', () => {
 });
 
 describe('stub-domain process: ioapic role', () => {
-  test('redirection_entries_survive_kill_9_and_eoi_writes_are_consumed', async () => {
+  test('redirection_entries_survive_kill_9_their_routes_reach_microhv_and_eoi_writes_are_consumed', async () => {
     const core = new FakeCore(Role.ROLE_IOAPIC, 1, []);
     let inst = core.spawn();
     const vcpu = new Vcpu(core.table.buffer);
@@ -193,14 +193,33 @@ describe('stub-domain process: ioapic role', () => {
       const win = (value?: number): VcpuStep => value === undefined
         ? { op: 'read', endpoint: ep, space: 'mmio', addr: IOAPIC_BASE + 0x10, size: 4 }
         : { op: 'write', endpoint: ep, space: 'mmio', addr: IOAPIC_BASE + 0x10, size: 4, value };
-      // Pin 4 (the UART): vector 0x24, level-triggered, active high, masked (82093AA 3.2.4).
-      const entry = 0x24 | (1 << 15) | (1 << 16);
+      // Pin 4 (the UART): vector 0x24, level-triggered, active high, unmasked, physical
+      // destination APIC 0 (82093AA 3.2.4; the high dword, register 0x19, stays 0).
+      const entry = 0x24 | (1 << 15);
       await vcpu.run([sel(0x18), win(entry)]);
+      const pin4 = (generation: number) => core.routes.filter((r) => r.pin === 4 && r.generation === generation).at(-1);
+      for (let i = 0; i < 200 && pin4(0)?.masked !== false; i++) await sleep(10);
+      // Every pin is stated at start (masked at power-on), then pin 4 once the guest unmasks it.
+      expect(new Set(core.routes.filter((r) => r.generation === 0).map((r) => r.pin)).size).toBe(24);
+      expect(pin4(0)).toMatchObject({ vector: 0x24, trigger: TriggerMode.TRIGGER_MODE_LEVEL, delivery: DeliveryMode.DELIVERY_MODE_FIXED, destApicId: 0, masked: false });
+      expect(core.irqfds.size).toBe(24);
+
       await core.kill(inst);
       inst = core.spawn();
-      // The successor answers the read from the restored redirection table.
+      // The successor answers the read from the restored redirection table...
       expect(await vcpu.run([sel(0x18), win()])).toEqual([entry]);
       await inst.ready;
+      // ...and re-states pin 4's route from it.
+      for (let i = 0; i < 200 && pin4(1) === undefined; i++) await sleep(10);
+      expect(pin4(1)).toMatchObject({ vector: 0x24, masked: false });
+
+      // A logical-destination entry has no RouteIoapicPin form: it goes masked, with a warning.
+      await vcpu.run([sel(0x1a), win(0x31 | (1 << 11))]);
+      const pin5 = () => core.routes.filter((r) => r.pin === 5 && r.generation === 1).at(-1);
+      for (let i = 0; i < 200 && pin5()?.vector !== 0x31; i++) await sleep(10);
+      expect(pin5()).toMatchObject({ vector: 0x31, masked: true });
+      expect(inst.stderr).toMatch(/logical-destination/);
+
       // microhv forwards KVM_EXIT_IOAPIC_EOI as a posted 4-byte write of the vector to the EOI register.
       await vcpu.run([{ op: 'post', endpoint: ep, space: 'mmio', addr: IOAPIC_BASE + 0x40, size: 4, value: 0x24 }]);
       const ring = new SharedBytes(sys.mmap(4096, sys.consts.PROT_READ, sys.consts.MAP_SHARED, core.endpoints.get(`mmio:${IOAPIC_BASE}:4096`)!.fds.ring, 0).buffer);
