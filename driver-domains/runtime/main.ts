@@ -126,6 +126,7 @@ const HANDLERS = {
   ack: (d, f) => d.stray(f),
   error: (d, f) => {
     // An Error with reply_to 0 answers a notification (PlatformEvent): microhv refused it.
+    closeFds(f.fds);
     if (f.body.case === 'error') d.warn(`microhv refused a notification: ${enumName(ErrorCode, f.body.value.code)}: ${f.body.value.message}`);
   },
   mapGuestMemoryReply: (d, f) => d.stray(f),
