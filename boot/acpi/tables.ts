@@ -54,7 +54,10 @@ export function fadt(dsdtAddress: number, facsAddress: number): Uint8Array {
   b.u8at(at(88), ACPI_PM.pm1EventLen).u8at(at(89), ACPI_PM.pm1ControlLen).u8at(at(91), ACPI_PM.pmTimerLen);
   // Latencies above 100 and 1000 us say C2 and C3 are not supported.
   b.u16(at(96), 101).u16(at(98), 1001);
-  b.u16(at(109), IAPC_BOOT_ARCH.LEGACY_DEVICES | IAPC_BOOT_ARCH.I8042 | IAPC_BOOT_ARCH.VGA_NOT_PRESENT | IAPC_BOOT_ARCH.CMOS_RTC_NOT_PRESENT);
+  // No I8042 bit: the platform's 8042 is only a reset port (the FADT reset register below), not a
+  // keyboard controller. With the bit set, Linux probes it and polls its status thousands of times
+  // (tens of seconds of exits) before giving up.
+  b.u16(at(109), IAPC_BOOT_ARCH.LEGACY_DEVICES | IAPC_BOOT_ARCH.VGA_NOT_PRESENT | IAPC_BOOT_ARCH.CMOS_RTC_NOT_PRESENT);
   b.u32(at(112), FADT_FLAGS.WBINVD | FADT_FLAGS.PROC_C1 | FADT_FLAGS.SLP_BUTTON | FADT_FLAGS.FIX_RTC | FADT_FLAGS.TMR_VAL_EXT | FADT_FLAGS.RESET_REG_SUP);
   writeGas(b, at(116), { space: AddressSpace.SystemIo, bitWidth: 8, access: AccessSize.Byte, address: I8042.command });
   b.u8at(at(128), I8042.resetCommand);

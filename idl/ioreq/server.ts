@@ -149,7 +149,7 @@ const validSize = (s: number): boolean => s === 1 || s === 2 || s === 4 || s ===
 const mask = (size: number): bigint => (1n << BigInt(8 * size)) - 1n;
 
 function drain(fd: number): void {
-  try { sys.eventfdRead(fd); } catch (e) { if (!(e instanceof sys.SysError && e.errnoName === 'EAGAIN')) throw e; }
+  sys.eventfdTryRead(fd);
 }
 
 /** An AppliedLog kept in memory: for tests, and for servers whose state region holds it elsewhere. */

@@ -40,10 +40,11 @@ case "$scenario" in
     ;;
   kmsg)
     # kmsg N DELAY: numbered lines through the kernel log. The kernel's console writes them by polling
-    # the UART, so they reach the console without any guest interrupt.
+    # the UART, so they reach the console without any guest interrupt. Level 2 (critical): they are
+    # printed even when the kernel boots with `quiet`.
     set -- $args
     n=${1:-100}; delay=${2:-0}; i=1
-    while [ "$i" -le "$n" ]; do echo "microhv-guest: line $i" > /dev/kmsg; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
+    while [ "$i" -le "$n" ]; do echo "<2>microhv-guest: line $i" > /dev/kmsg; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
     ;;
   tools)
     fio --version >/dev/null && say "fio $(fio --version)" || rc=1

@@ -8,6 +8,8 @@ export HOME=/tmp
 for d in /tmp /run /var/tmp /var/log; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
 ip link set lo up 2>/dev/null
+# Guest RAM is memfd (shmem); let it use huge pages where the process asks for them (madvise).
+echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null
 hostname testhost
 port=/dev/hvc0
 stty -F "$port" raw -echo 2>/dev/null

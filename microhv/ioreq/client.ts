@@ -113,7 +113,7 @@ function unlock(w: Int32Array, i: number): void {
 }
 
 function drain(fd: number): void {
-  try { sys.eventfdRead(fd); } catch (e) { if (!(e instanceof sys.SysError && e.errnoName === 'EAGAIN')) throw e; }
+  sys.eventfdTryRead(fd);
 }
 
 /** Little-endian bytes (1, 2, 4 or 8 of them) to a zero-extended value. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
-  SysError, close, consts, epollCreate, epollCtl, epollWait, epollWaitAsync, eventfd, eventfdRead, eventfdWrite, poll,
+  SysError, close, consts, epollCreate, epollCtl, epollWait, epollWaitAsync, eventfd, eventfdRead, eventfdTryRead, eventfdWrite, poll,
 } from './index.js';
 
 const { EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, EPOLLIN, EPOLL_CTL_ADD } = consts;
@@ -110,5 +110,24 @@ describe('poll', () => {
     expect(r).toEqual([{ fd: idle, revents: 0 }, { fd: ready, revents: consts.POLLIN }]);
     close(idle);
     close(ready);
+  });
+});
+
+describe('eventfdTryRead', () => {
+  it('returns_zero_for_an_empty_nonblocking_eventfd_and_the_count_otherwise', () => {
+    const fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    try {
+      expect(eventfdTryRead(fd)).toBe(0n);
+      eventfdWrite(fd, 2n);
+      eventfdWrite(fd, 3n);
+      expect(eventfdTryRead(fd)).toBe(5n);
+      expect(eventfdTryRead(fd)).toBe(0n);
+    } finally {
+      close(fd);
+    }
+  });
+
+  it('still_throws_for_a_bad_fd', () => {
+    expect(() => eventfdTryRead(-1)).toThrow(/EBADF/);
   });
 });

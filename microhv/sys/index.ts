@@ -25,6 +25,7 @@ const c = {
   ioctlVal: libc.func('ioctl', 'int', ['int', 'unsigned long', 'uint64_t']),
   mmap: libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)'),
   munmap: libc.func('int munmap(void *addr, size_t len)'),
+  madvise: libc.func('int madvise(void *addr, size_t len, int advice)'),
   memfdCreate: libc.func('int memfd_create(const char *name, unsigned int flags)'),
   ftruncate: libc.func('int ftruncate(int fd, int64_t len)'),
   eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
@@ -110,6 +111,8 @@ export function mmap(length: number, prot: number, flags: number, fd: number, of
 }
 
 export function munmap(m: Mapping): void { check('munmap', c.munmap(m.addr, m.length)); }
+/** Advice on a whole mapping (e.g. MADV_HUGEPAGE for guest RAM). */
+export function madvise(m: Mapping, advice: number): void { check('madvise', c.madvise(m.addr, m.length, advice)); }
 
 export function memfdCreate(name: string, flags: number): number { return check('memfd_create', c.memfdCreate(name, flags)); }
 export function addSeals(fd: number, seals: number): void { check('fcntl', c.fcntl(fd, consts.F_ADD_SEALS, seals)); }
@@ -122,6 +125,22 @@ export function eventfdRead(fd: number): bigint {
   const b = new BigUint64Array(1);
   check('read', c.read(fd, b, 8));
   return b[0] ?? 0n;
+}
+
+const tryReadBuf = new BigUint64Array(1);
+/**
+ * Reads and resets a non-blocking eventfd's counter; 0n when it was zero. An empty eventfd is the
+ * common case on every wake-up of an ioreq server, so it is not an exception here (throwing costs
+ * more than the read itself).
+ */
+export function eventfdTryRead(fd: number): bigint {
+  const r = c.read(fd, tryReadBuf, 8);
+  if (r === -1 || r === -1n) {
+    const errno = koffi.errno();
+    if (errno === EAGAIN) return 0n;
+    throw new SysError('read', errno);
+  }
+  return tryReadBuf[0] ?? 0n;
 }
 
 export function eventfdWrite(fd: number, value: bigint): void {

@@ -81,7 +81,8 @@ describe('iasl -d', () => {
     expect(dsl).toMatch(/PM1A Control Block Address : 00000604/);
     expect(dsl).toMatch(/PM Timer Block Address : 00000608/);
     expect(dsl).toMatch(/Hardware Reduced \(V5\) : 0/);
-    expect(dsl).toMatch(/8042 Present on ports 60\/64 \(V2\) : 1/);
+    // The i8042 is a reset port only; announcing a keyboard controller makes Linux probe it for tens of seconds.
+    expect(dsl).toMatch(/8042 Present on ports 60\/64 \(V2\) : 0/);
   });
 
   test('dsdt_declares_s5_the_pci_host_bridge_com1_and_each_cpu', () => {
