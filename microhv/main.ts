@@ -12,16 +12,17 @@ import { Guest } from './vm/guest.js';
 import { DomainManager } from './domains/manager.js';
 
 const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT] [--mem MIB] [--vcpus N]
-                   [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--fault kill:DOMAIN:MS]
+                   [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--fault kill:DOMAIN:MS] [--until TEXT]
   Boots a guest under microhv. Its console is written to --console-log (and echoed here) and can be
-  attached on --console-socket. --fault kill:console:2000 kills the console domain every 2 s (fault injection).`;
+  attached on --console-socket. --fault kill:console:2000 kills the console domain every 2 s (fault injection).
+  --until TEXT ends the run (exit 0) once the guest's console shows TEXT.`;
 
-interface Options { kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string; timeoutS?: number; faults: Array<{ domain: string; everyMs: number }> }
+interface Options { kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string; timeoutS?: number; until?: string; faults: Array<{ domain: string; everyMs: number }> }
 
 function parse(argv: string[]): Options {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: {
     kernel: { type: 'string' }, initrd: { type: 'string' }, cmdline: { type: 'string' }, mem: { type: 'string' }, vcpus: { type: 'string' },
-    'console-log': { type: 'string' }, 'console-socket': { type: 'string' }, timeout: { type: 'string' }, fault: { type: 'string', multiple: true }, help: { type: 'boolean' },
+    'console-log': { type: 'string' }, 'console-socket': { type: 'string' }, timeout: { type: 'string' }, until: { type: 'string' }, fault: { type: 'string', multiple: true }, help: { type: 'boolean' },
   } });
   if (values.help) { console.log(USAGE); process.exit(0); }
   if (positionals[0] !== 'run') throw new Error(`unknown command '${positionals[0] ?? ''}'`);
@@ -40,13 +41,14 @@ function parse(argv: string[]): Options {
   return {
     kernel: values.kernel, initrd: values.initrd, cmdline: values.cmdline ?? 'console=ttyS0 panic=-1', memMiB: int(values.mem, '--mem', 512, 64, 1 << 20),
     vcpus: int(values.vcpus, '--vcpus', 1, 1, 64), consoleLog: values['console-log'] ?? `/tmp/microhv-console-${process.pid}.log`,
-    consoleSocket: values['console-socket'], timeoutS: values.timeout === undefined ? undefined : int(values.timeout, '--timeout', 0, 1, 86_400), faults,
+    consoleSocket: values['console-socket'], until: values.until, timeoutS: values.timeout === undefined ? undefined : int(values.timeout, '--timeout', 0, 1, 86_400), faults,
   };
 }
 
-/** Echoes what the console domain appends to the log file. */
-function followLog(path: string): () => void {
+/** Echoes what the console domain appends to the log file; calls `seen` once `until` appears in it. */
+function followLog(path: string, until: string | undefined, seen: () => void): () => void {
   let offset = 0;
+  let tail = '';
   const buf = Buffer.alloc(64 * 1024);
   return () => {
     let size = 0;
@@ -59,6 +61,11 @@ function followLog(path: string): () => void {
         if (n <= 0) break;
         process.stdout.write(buf.subarray(0, n));
         offset += n;
+        if (until !== undefined) {
+          // Keep enough of the previous chunk that a marker split across reads is still found.
+          tail = (tail + buf.subarray(0, n).toString('latin1')).slice(-(until.length + n));
+          if (tail.includes(until)) { seen(); until = undefined; }
+        }
       }
     } finally { closeSync(fd); }
   };
@@ -74,10 +81,12 @@ async function main(argv: string[]): Promise<number> {
   const consoleArgs = [runtime, '--console-log', o.consoleLog, ...(o.consoleSocket ? ['--console-socket', o.consoleSocket] : [])];
   manager.add(Role.ROLE_CONSOLE, 'console', consoleArgs);
   manager.on('log', (l) => console.error(`microhv: ${l}`));
-  const echo = followLog(o.consoleLog);
-  const ticker = setInterval(echo, 100);
   const timers: NodeJS.Timeout[] = [];
+  let untilSeen = (): void => undefined;
+  const echo = followLog(o.consoleLog, o.until, () => untilSeen());
+  const ticker = setInterval(echo, 100);
   const result = await new Promise<number>((resolve) => {
+    untilSeen = () => { console.error(`microhv: console showed "${o.until}"`); resolve(0); };
     manager.on('down', (name, why) => { console.error(`microhv: domain ${name} is DOWN: ${why}`); });
     manager.once('ready', () => {
       guest.start().catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });

@@ -8,7 +8,7 @@ import { COM1, IOAPIC_BASE } from '../../boot/layout.js';
 let reactor: Reactor | undefined;
 afterEach(async () => { await reactor?.stop(); reactor = undefined; });
 
-const policy = { initialBackoffMs: 5, maxBackoffMs: 40, maxRestarts: 3, windowMs: 60_000, hungAfterMs: 1000, heartbeatMs: 100 };
+const policy = { initialBackoffMs: 5, maxBackoffMs: 40, maxRestarts: 3, windowMs: 60_000, hungAfterMs: 1000, heartbeatMs: 100, stableAfterMs: 60_000 };
 
 describe('DomainSupervisor', () => {
   test('restarts_a_dying_domain_with_growing_backoff_then_marks_it_down', async () => {
@@ -40,6 +40,22 @@ describe('DomainSupervisor', () => {
     expect(sup.generation).toBe(2);
     sup.stop();
   });
+});
+
+test('an_instance_that_lived_past_stable_after_restarts_after_the_initial_backoff', async () => {
+  reactor = new Reactor();
+  const sup = new DomainSupervisor(reactor, 'worker', ['-e', 'setTimeout(() => {}, 60000)'], { ...policy, initialBackoffMs: 10, maxBackoffMs: 5000, maxRestarts: 20, stableAfterMs: 150 });
+  const spawnedAt: number[] = [];
+  const diedAt: number[] = [];
+  sup.on('died', () => diedAt.push(Date.now()));
+  const done = new Promise<void>((r) => sup.on('spawned', () => { spawnedAt.push(Date.now()); if (spawnedAt.length === 8) r(); }));
+  sup.on('spawned', () => { setTimeout(() => sup.kill(), 300); }); // each instance works for 300 ms, then is killed
+  sup.start();
+  await done;
+  sup.stop();
+  // Every restart came after the initial 10 ms (plus spawning); a doubling backoff would reach 640 ms by the 8th.
+  const delays = spawnedAt.slice(1).map((t, i) => t - diedAt[i]!);
+  expect(Math.max(...delays)).toBeLessThan(300);
 });
 
 describe('role policy', () => {

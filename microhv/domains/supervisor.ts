@@ -18,9 +18,14 @@ export interface SupervisorPolicy {
   /** A domain that has not answered a heartbeat for this long is killed. */
   readonly hungAfterMs: number;
   readonly heartbeatMs: number;
+  /**
+   * An instance that lived at least this long was working: its successor starts after the initial
+   * backoff. Only instances that die younger (a crash loop) make the backoff grow.
+   */
+  readonly stableAfterMs: number;
 }
 
-export const DEFAULT_POLICY: SupervisorPolicy = { initialBackoffMs: 50, maxBackoffMs: 5_000, maxRestarts: 20, windowMs: 60_000, hungAfterMs: 5_000, heartbeatMs: 1_000 };
+export const DEFAULT_POLICY: SupervisorPolicy = { initialBackoffMs: 50, maxBackoffMs: 5_000, maxRestarts: 20, windowMs: 60_000, hungAfterMs: 5_000, heartbeatMs: 1_000, stableAfterMs: 2_000 };
 
 export type DomainHealth = 'starting' | 'up' | 'restarting' | 'down' | 'stopped';
 
@@ -40,6 +45,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private pidfdKey = -1;
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
+  private spawnedAt = 0;
 
   constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY) {
     super();
@@ -65,6 +71,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     }
     child.on('error', () => undefined); // reported through the pidfd or the missing pid above
     this.child = child;
+    this.spawnedAt = Date.now();
     this.pidfd = sys.pidfdOpen(child.pid);
     // The pidfd becomes readable when the process exits, however it dies.
     this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onDeath('exited'));
@@ -97,14 +104,10 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
       return;
     }
     this.health = 'restarting';
+    if (now - this.spawnedAt >= this.policy.stableAfterMs) this.backoffMs = this.policy.initialBackoffMs;
     const delay = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.policy.maxBackoffMs);
     this.timer = setTimeout(() => this.spawnOnce(), delay);
-  }
-
-  /** The instance has been healthy for a while: the next restart starts from the initial backoff again. */
-  healthy(): void {
-    this.backoffMs = this.policy.initialBackoffMs;
   }
 
   stop(): void {
