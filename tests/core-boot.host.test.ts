@@ -9,8 +9,8 @@ import { runInTestHost } from '../testhost/testhost.js';
 let image: TestHostImage;
 beforeAll(() => { image = buildTestHost(); });
 
-const bringup = (vcpus: number, until: string): string =>
-  `timeout -s KILL 150 node dist/tests/support/boot-bringup.js /opt/microhv/.cache/guest 120 ${vcpus} '${until}'`;
+const bringup = (vcpus: number, until: string, cmdline?: string): string =>
+  `timeout -s KILL 200 node dist/tests/support/boot-bringup.js /opt/microhv/.cache/guest 180 ${vcpus} '${until}'${cmdline ? ` '${cmdline}'` : ''}`;
 
 describe('microhv core boots a stock kernel', () => {
   test('boots_to_init_with_one_vcpu_and_two', async () => {
@@ -26,16 +26,19 @@ describe('microhv core boots a stock kernel', () => {
     expect(r.output).not.toContain('bringup: failed');
   });
 
-  test('kernel_console_reaches_the_console_stub_module_through_the_ioreq_channel', async () => {
+  test('console_and_interrupts_through_the_stub_modules_take_the_guest_to_init_output_and_power_off', async () => {
     const r = await runInTestHost({
       image,
-      command: `BRINGUP_KLOG=0 BRINGUP_CONSOLE=/opt/microhv/build/driver-domains/console.wasm ${bringup(1, 'Run /init as init process')}; echo exit=$?`,
+      command: `BRINGUP_KLOG=0 BRINGUP_PLATFORM=/opt/microhv/build/driver-domains ${bringup(1, 'reboot: Power down', 'console=ttyS0 nokaslr panic=-1 microhv.scenario=hello')}; echo exit=$?`,
       timeoutMs: 300_000,
     });
     expect(r.output).toContain('exit=0');
     // Timestamped console lines come only from the 16550 model's transmit path (the kernel log in memory has no timestamps).
     expect(r.output).toMatch(/^\[\s*\d+\.\d+\] Linux version 6\.\d+/m);
     expect(r.output).toMatch(/^\[\s*\d+\.\d+\] Run \/init as init process/m);
+    // Userspace writes to the tty need the UART's interrupt, delivered through the IO-APIC model.
+    expect(r.output).toMatch(/^microhv-guest: scenario hello done rc=0/m);
+    expect(r.output).toMatch(/ACPI: PM: Preparing to enter system sleep state S5/);
     const counters = /bringup: counters (\{.*\})/.exec(r.output)?.[1];
     const c = JSON.parse(counters ?? '{}') as Record<string, number>;
     expect(c['IOREQ_POSTED']).toBeGreaterThan(1000);
