@@ -33,7 +33,7 @@ export function facs(): Uint8Array {
 // FADT Fixed Feature Flags (ACPI 6.5, 5.2.9, Table 5.10).
 export const FADT_FLAGS = {
   WBINVD: 1 << 0, PROC_C1: 1 << 2, SLP_BUTTON: 1 << 5, FIX_RTC: 1 << 6, TMR_VAL_EXT: 1 << 8,
-  RESET_REG_SUP: 1 << 10, HW_REDUCED_ACPI: 1 << 20,
+  RESET_REG_SUP: 1 << 10, FORCE_APIC_PHYSICAL_DESTINATION_MODE: 1 << 19, HW_REDUCED_ACPI: 1 << 20,
 } as const;
 // IA-PC Boot Architecture Flags (ACPI 6.5, 5.2.9.3, Table 5.11).
 export const IAPC_BOOT_ARCH = { LEGACY_DEVICES: 1 << 0, I8042: 1 << 1, VGA_NOT_PRESENT: 1 << 2, CMOS_RTC_NOT_PRESENT: 1 << 5 } as const;
@@ -58,7 +58,11 @@ export function fadt(dsdtAddress: number, facsAddress: number): Uint8Array {
   // keyboard controller. With the bit set, Linux probes it and polls its status thousands of times
   // (tens of seconds of exits) before giving up.
   b.u16(at(109), IAPC_BOOT_ARCH.LEGACY_DEVICES | IAPC_BOOT_ARCH.VGA_NOT_PRESENT | IAPC_BOOT_ARCH.CMOS_RTC_NOT_PRESENT);
-  b.u32(at(112), FADT_FLAGS.WBINVD | FADT_FLAGS.PROC_C1 | FADT_FLAGS.SLP_BUTTON | FADT_FLAGS.FIX_RTC | FADT_FLAGS.TMR_VAL_EXT | FADT_FLAGS.RESET_REG_SUP);
+  // FORCE_APIC_PHYSICAL_DESTINATION_MODE: RouteIoapicPin names one physical APIC id, and the
+  // ioapic domain routes a logical-mode redirection entry masked; with this bit Linux programs
+  // its IO-APIC in physical mode (apic_physflat), so every entry it writes is deliverable.
+  b.u32(at(112), FADT_FLAGS.WBINVD | FADT_FLAGS.PROC_C1 | FADT_FLAGS.SLP_BUTTON | FADT_FLAGS.FIX_RTC | FADT_FLAGS.TMR_VAL_EXT | FADT_FLAGS.RESET_REG_SUP
+    | FADT_FLAGS.FORCE_APIC_PHYSICAL_DESTINATION_MODE);
   writeGas(b, at(116), { space: AddressSpace.SystemIo, bitWidth: 8, access: AccessSize.Byte, address: I8042.command });
   b.u8at(at(128), I8042.resetCommand);
   b.u8at(at(131), 5); // FADT minor version: 6.5

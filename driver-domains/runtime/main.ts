@@ -27,6 +27,7 @@ import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
 import { closeInheritedFds } from './fds.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
+import { IrqLines, LineReader, LINES_PAGE_BYTES } from './irq-lines.js';
 import { DomainProcessError } from './process-errors.js';
 
 const CONTROL_FD = 3;
@@ -134,6 +135,7 @@ const HANDLERS = {
   ioreqRangeReply: (d, f) => d.stray(f),
   msiRouteReply: (d, f) => d.stray(f),
   evtchnBound: (d, f) => d.stray(f),
+  irqLinesReply: (d, f) => d.stray(f),
 } satisfies Record<FromMicrohv, Handler>;
 
 class Domain {
@@ -152,6 +154,11 @@ class Domain {
   /** Route sync without irqfds (microhv refused EvtchnBindGsi): MSIs are counted, not sent. */
   private routesOnly: IoapicDelivery | undefined;
   private lineWarned = false;
+  /** Console: the lines page as a source, its bit and the `changed` eventfd. */
+  private lineFds: { lines: IrqLines; changed: number } | undefined;
+  private lineSource: { lines: IrqLines; bit: number; changed: number } | undefined;
+  /** Ioapic: the lines page as reader and its `changed` eventfd. */
+  private lineReader: { reader: LineReader; changed: number } | undefined;
   private msiWarned = false;
 
   constructor(private readonly args: Args) {
@@ -216,12 +223,15 @@ class Domain {
     const wasm = join(rootDir(), 'build', 'driver-domains', `${kind}.wasm`);
     const rt = StubRuntime.open(kind, wasm, bytes, region.body.value.fresh, {
       log: (level, text) => this.moduleLog(level, text),
-      setPin: () => this.lineNotDelivered(),
+      setPin: (gsi, level) => this.setPin(gsi, level),
       msi: (addr, data) => (this.delivery ? this.delivery.msi(addr, data) : this.msiNotDelivered()),
     });
     this.runtime = rt;
     rt.onPlatformEvent = (e) => this.reportPlatformEvent(e);
     this.info(`${kind} generation ${this.generation}: ${rt.restored ? `restored state commit ${rt.generation}` : 'powered on'}`);
+
+    // Lines before ranges: a pin the module drives while serving must have somewhere to go.
+    await this.acquireLines(kind, guest);
 
     // Outputs first: once its last range is registered, microhv may run the guest.
     if (kind === 'console') {
@@ -247,7 +257,14 @@ class Domain {
       for (const fd of server.waitFds()) this.waitFds.push(fd);
     }
 
-    if (kind === 'ioapic') await this.startDelivery(rt.device.exports as IoapicExports, guest);
+    if (kind === 'ioapic') {
+      const ex = rt.device.exports as IoapicExports;
+      await this.startDelivery(ex, guest);
+      if (this.lineReader === undefined && this.lineFds !== undefined) {
+        const fds = this.lineFds;
+        this.lineReader = { reader: new LineReader(fds.lines, (pin, level) => ex.set_irq(pin, level)), changed: fds.changed };
+      }
+    }
 
     this.resourcesReady = true;
     // Sleep (Wake starts serving then) or Shutdown may have arrived meanwhile.
@@ -283,8 +300,60 @@ class Domain {
       (this.delivery ?? this.routesOnly)?.sync();
     };
     for (const fd of this.waitFds) this.waitKeys.push({ key: this.reactor.add(fd, sys.consts.EPOLLIN, serve), fd });
+    const lr = this.lineReader;
+    if (lr !== undefined) {
+      const lines = (): void => {
+        // Drained before the masks are read: a change signalled after this read wakes us again.
+        sys.eventfdTryRead(lr.changed);
+        if (lr.reader.apply() > 0) {
+          // set_irq changed the module (pin levels, remote IRR): keep it across a restart.
+          rt.commit();
+          (this.delivery ?? this.routesOnly)?.sync();
+        }
+      };
+      this.waitKeys.push({ key: this.reactor.add(lr.changed, sys.consts.EPOLLIN, lines), fd: lr.changed });
+      // Levels that changed while no instance read them (or that this instance's module has not seen).
+      lines();
+    }
     // Work that waited while no instance served (parked slots, posted writes) goes first.
     serve();
+  }
+
+  /** GetIrqLines: the console drives lines, the ioapic reads them. Refused (an older core): lines are counted, not sent. */
+  private async acquireLines(kind: StubKind, guest: number): Promise<void> {
+    let f: Frame;
+    try {
+      f = await this.request({ case: 'getIrqLines', value: { guestId: guest } }, 'irqLinesReply');
+    } catch (e) {
+      if (e instanceof DomainProcessError && e.code === 'CONTROL') {
+        this.warn(`interrupt lines unavailable: ${e.message}`);
+        return;
+      }
+      throw e;
+    }
+    if (f.body.case !== 'irqLinesReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+    const r = f.body.value;
+    const pageFd = f.fds[r.lines?.index ?? -1];
+    const changed = f.fds[r.changed?.index ?? -1];
+    if (pageFd === undefined || changed === undefined || pageFd === changed) {
+      closeFds(f.fds);
+      throw new DomainProcessError('PROTOCOL', 'irq lines reply without its page or changed eventfd');
+    }
+    if (r.isSource !== (kind === 'console') || r.sourceBit > 31) {
+      closeFds(f.fds);
+      throw new DomainProcessError('PROTOCOL', `irq lines: a ${kind} domain given ${r.isSource ? `source bit ${r.sourceBit}` : 'the reader side'}`);
+    }
+    let lines: IrqLines;
+    try {
+      lines = new IrqLines(sys.mmap(LINES_PAGE_BYTES, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, pageFd, 0).buffer);
+    } catch (e) {
+      closeFds(f.fds);
+      throw new DomainProcessError('PROTOCOL', 'mmap of the irq lines page', { cause: e });
+    }
+    // The mapping keeps the page; the eventfd stays open for the process's life.
+    sys.close(pageFd);
+    this.lineFds = { lines, changed };
+    if (r.isSource) this.lineSource = { lines, bit: r.sourceBit, changed };
   }
 
   private stopServing(): void {
@@ -360,9 +429,18 @@ class Domain {
     this.conn.send({ case: 'platformEvent', value: { kind } });
   }
 
+  /** The console module's set_pin: its bit in the GSI's mask, then a wake-up for the reader. */
+  private setPin(gsi: number, level: number): void {
+    const src = this.lineSource;
+    if (src === undefined) return this.lineNotDelivered();
+    // The module names GSIs from its own constants; one outside the page is a module defect, counted.
+    if (!src.lines.drive(gsi, src.bit, level)) return this.lineNotDelivered();
+    sys.eventfdWrite(src.changed, 1n);
+  }
+
   private lineNotDelivered(): void {
     if (this.runtime !== undefined) this.runtime.counters.lines_not_delivered++;
-    if (!this.lineWarned) this.warn('interrupt line changes are not delivered yet (no control message carries them to the ioapic domain)');
+    if (!this.lineWarned) this.warn('an interrupt line change was not delivered (no lines page, or a GSI outside it)');
     this.lineWarned = true;
   }
 

@@ -207,6 +207,11 @@ export const Capability = {
    * sleep). The console domain only: it owns the i8042 and ACPI PM registers.
    */
   CAPABILITY_PLATFORM_EVENT: 9,
+  /**
+   * Receive the guest's legacy interrupt lines page (GetIrqLines): as a
+   * line source (the console domain) or as their reader (the ioapic domain).
+   */
+  CAPABILITY_IRQ_LINES: 10,
 } as const;
 export type Capability = (typeof Capability)[keyof typeof Capability];
 
@@ -222,6 +227,7 @@ export function isValidCapability(v: number): v is Capability {
     case 7:
     case 8:
     case 9:
+    case 10:
       return true;
     default:
       return false;
@@ -2010,6 +2016,184 @@ export function decodeRouteIoapicPin(r: Reader): RouteIoapicPin {
 
 
 /**
+ * Legacy interrupt lines (DESIGN.md sections 3 and 6): how a device domain's
+ * line (the UART's IRQ 4, the ACPI SCI on GSI 9) reaches the ioapic domain's
+ * IO-APIC input pins. microhv owns one lines page per guest: a memfd it
+ * creates on the first GetIrqLines and keeps for the guest's life, so both
+ * domains see the same lines across any restart of either.
+ *
+ * offset 4*g, g in 0..IRQ_LINES_GSIS-1: uint32, little-endian, the source
+ * mask of GSI g. Bit b is set while source b holds the line asserted
+ * (its logical level, whatever the pin's polarity: ABI.md). Owner of
+ * bit b: the one domain microhv gave source_bit b; it changes only that
+ * bit, with an atomic OR or AND.
+ * the rest of the page up to IRQ_LINES_PAGE_BYTES: zero, reserved.
+ *
+ * A GSI's level is (mask != 0), so a GSI shared by several sources is the OR
+ * of them: a reference count per source (DESIGN.md section 6). A source sets
+ * or clears its bit, then writes 1 to the `changed` eventfd. The reader
+ * (the ioapic domain, is_source false) reads every mask when `changed` is
+ * readable and once at start, and applies the levels that differ from what
+ * it applied last; a source's bits survive the source's restart (the page is
+ * microhv's), and a new reader re-applies every level (set_irq is
+ * idempotent). Sources re-state their bits at start.
+ */
+export const IrqLinesLayout = {
+  IRQ_LINES_LAYOUT_INVALID: 0,
+  /** GSIs with a source mask: the IO-APIC's input pins. */
+  IRQ_LINES_GSIS: 24,
+  /** Size of the lines memfd, bytes (one page). */
+  IRQ_LINES_PAGE_BYTES: 4096,
+} as const;
+export type IrqLinesLayout = (typeof IrqLinesLayout)[keyof typeof IrqLinesLayout];
+
+/** True for a value this side knows, the reserved invalid 0 excluded. */
+export function isValidIrqLinesLayout(v: number): v is IrqLinesLayout {
+  switch (v) {
+    case 24:
+    case 4096:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Returns v as a IrqLinesLayout, or throws CodecError BAD_ENUM (unknown value or the reserved 0). */
+export function checkIrqLinesLayout(v: number, what: string): IrqLinesLayout {
+  if (!isValidIrqLinesLayout(v)) throw new CodecError('BAD_ENUM', `${what}: ${v} is not a valid IrqLinesLayout`);
+  return v;
+}
+
+/**
+ * D -> M: give me guest `guest_id`'s lines page. Needs CAPABILITY_IRQ_LINES.
+ * Answered by IrqLinesReply.
+ */
+export interface GetIrqLines {
+  guestId: number;
+}
+
+export function createGetIrqLines(init: Partial<GetIrqLines> = {}): GetIrqLines {
+  return {
+    guestId: init.guestId ?? 0,
+  };
+}
+
+export function encodeGetIrqLines(w: Writer, m: GetIrqLines): void {
+  if (m.guestId !== 0) {
+    w.tag(1, 0);
+    w.uint32(m.guestId);
+  }
+}
+
+/** Decodes GetIrqLines from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeGetIrqLines(r: Reader): GetIrqLines {
+  const m = createGetIrqLines();
+  while (r.pos < r.limit) {
+    const t = r.tag('GetIrqLines');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 0, 'GetIrqLines.guest_id');
+        m.guestId = r.uint32('GetIrqLines.guest_id');
+        break;
+      default:
+        r.skip(t, 'GetIrqLines');
+    }
+  }
+  return m;
+}
+
+
+/** M -> D, answers GetIrqLines. The same fds on every call, for the guest's life. */
+export interface IrqLinesReply {
+  /**
+   * The lines memfd, IRQ_LINES_PAGE_BYTES long, sealed against resizing;
+   * layout above. Owner: microhv.
+   */
+  lines: FdRef | undefined;
+  /** Eventfd a source writes (1) after changing a mask; the reader waits on it. */
+  changed: FdRef | undefined;
+  /** The mask bit this domain owns, 0..31; meaningful only when is_source. */
+  sourceBit: number;
+  /**
+   * True: this domain drives lines (sets and clears source_bit). False: it
+   * reads them (the ioapic domain) and must not write the page.
+   */
+  isSource: boolean;
+}
+
+export function createIrqLinesReply(init: Partial<IrqLinesReply> = {}): IrqLinesReply {
+  return {
+    lines: init.lines ?? undefined,
+    changed: init.changed ?? undefined,
+    sourceBit: init.sourceBit ?? 0,
+    isSource: init.isSource ?? false,
+  };
+}
+
+export function encodeIrqLinesReply(w: Writer, m: IrqLinesReply): void {
+  if (m.lines !== undefined) {
+    w.tag(1, 2);
+    {
+      const at = w.beginLength();
+      encodeFdRef(w, m.lines);
+      w.endLength(at);
+    }
+  }
+  if (m.changed !== undefined) {
+    w.tag(2, 2);
+    {
+      const at = w.beginLength();
+      encodeFdRef(w, m.changed);
+      w.endLength(at);
+    }
+  }
+  if (m.sourceBit !== 0) {
+    w.tag(3, 0);
+    w.uint32(m.sourceBit);
+  }
+  if (m.isSource) {
+    w.tag(4, 0);
+    w.bool(m.isSource);
+  }
+}
+
+/** Decodes IrqLinesReply from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeIrqLinesReply(r: Reader): IrqLinesReply {
+  const m = createIrqLinesReply();
+  while (r.pos < r.limit) {
+    const t = r.tag('IrqLinesReply');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 2, 'IrqLinesReply.lines');
+        m.lines = decodeNested(r, decodeFdRef, 'IrqLinesReply.lines');
+        break;
+      case 2:
+        r.expectWire(t, 2, 'IrqLinesReply.changed');
+        m.changed = decodeNested(r, decodeFdRef, 'IrqLinesReply.changed');
+        break;
+      case 3:
+        r.expectWire(t, 0, 'IrqLinesReply.source_bit');
+        m.sourceBit = r.uint32('IrqLinesReply.source_bit');
+        break;
+      case 4:
+        r.expectWire(t, 0, 'IrqLinesReply.is_source');
+        m.isSource = r.bool('IrqLinesReply.is_source');
+        break;
+      default:
+        r.skip(t, 'IrqLinesReply');
+    }
+  }
+  return m;
+}
+
+/** Appends every fd index (FdRef) in m to out, in field order. */
+export function fdIndexesOfIrqLinesReply(m: IrqLinesReply, out: number[]): void {
+  if (m.lines !== undefined) fdIndexesOfFdRef(m.lines, out);
+  if (m.changed !== undefined) fdIndexesOfFdRef(m.changed, out);
+}
+
+
+/**
  * D -> M: connect a port to `remote_port` of `remote_domain`. Needs
  * CAPABILITY_EVTCHN. Answered by EvtchnBound.
  */
@@ -2302,6 +2486,8 @@ export type EnvelopeBody =
   | { readonly case: 'setMsiRoute'; readonly value: SetMsiRoute }
   | { readonly case: 'msiRouteReply'; readonly value: MsiRouteReply }
   | { readonly case: 'routeIoapicPin'; readonly value: RouteIoapicPin }
+  | { readonly case: 'getIrqLines'; readonly value: GetIrqLines }
+  | { readonly case: 'irqLinesReply'; readonly value: IrqLinesReply }
   | { readonly case: 'evtchnBindInterdomain'; readonly value: EvtchnBindInterdomain }
   | { readonly case: 'evtchnBindGsi'; readonly value: EvtchnBindGsi }
   | { readonly case: 'evtchnBindMsi'; readonly value: EvtchnBindMsi }
@@ -2537,6 +2723,22 @@ export function encodeEnvelope(w: Writer, m: Envelope): void {
           w.endLength(at);
         }
         break;
+      case 'getIrqLines':
+        w.tag(41, 2);
+        {
+          const at = w.beginLength();
+          encodeGetIrqLines(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'irqLinesReply':
+        w.tag(42, 2);
+        {
+          const at = w.beginLength();
+          encodeIrqLinesReply(w, body.value);
+          w.endLength(at);
+        }
+        break;
       case 'evtchnBindInterdomain':
         w.tag(50, 2);
         {
@@ -2699,6 +2901,14 @@ export function decodeEnvelope(r: Reader): Envelope {
         r.expectWire(t, 2, 'Envelope.route_ioapic_pin');
         m.body = { case: 'routeIoapicPin', value: decodeNested(r, decodeRouteIoapicPin, 'Envelope.route_ioapic_pin') };
         break;
+      case 41:
+        r.expectWire(t, 2, 'Envelope.get_irq_lines');
+        m.body = { case: 'getIrqLines', value: decodeNested(r, decodeGetIrqLines, 'Envelope.get_irq_lines') };
+        break;
+      case 42:
+        r.expectWire(t, 2, 'Envelope.irq_lines_reply');
+        m.body = { case: 'irqLinesReply', value: decodeNested(r, decodeIrqLinesReply, 'Envelope.irq_lines_reply') };
+        break;
       case 50:
         r.expectWire(t, 2, 'Envelope.evtchn_bind_interdomain');
         m.body = { case: 'evtchnBindInterdomain', value: decodeNested(r, decodeEvtchnBindInterdomain, 'Envelope.evtchn_bind_interdomain') };
@@ -2745,6 +2955,9 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
     case 'bindIrqfd':
       fdIndexesOfBindIrqfd(body.value, out);
       break;
+    case 'irqLinesReply':
+      fdIndexesOfIrqLinesReply(body.value, out);
+      break;
     case 'evtchnBound':
       fdIndexesOfEvtchnBound(body.value, out);
       break;
@@ -2754,7 +2967,7 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
 }
 
 /** Every case of Envelope.body, in field-number order. */
-export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
+export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
 
 /** Who may originate each case ((microhv.idl.sender) in the .proto). */
 export const ENVELOPE_BODY_SENDER = {
@@ -2783,6 +2996,8 @@ export const ENVELOPE_BODY_SENDER = {
   setMsiRoute: 'domain',
   msiRouteReply: 'microhv',
   routeIoapicPin: 'domain',
+  getIrqLines: 'domain',
+  irqLinesReply: 'microhv',
   evtchnBindInterdomain: 'domain',
   evtchnBindGsi: 'domain',
   evtchnBindMsi: 'domain',
@@ -2817,6 +3032,8 @@ export const ENVELOPE_BODY_REQUIRES = {
   setMsiRoute: Capability.CAPABILITY_MSI_ROUTE,
   msiRouteReply: null,
   routeIoapicPin: Capability.CAPABILITY_IOAPIC_ROUTE,
+  getIrqLines: Capability.CAPABILITY_IRQ_LINES,
+  irqLinesReply: null,
   evtchnBindInterdomain: Capability.CAPABILITY_EVTCHN,
   evtchnBindGsi: Capability.CAPABILITY_IRQFD,
   evtchnBindMsi: Capability.CAPABILITY_MSI_ROUTE,

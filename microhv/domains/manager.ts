@@ -7,7 +7,7 @@ import * as sys from '../sys/index.js';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, DeliveryMode, ErrorCode, PlatformEventKind, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
+import { AddressSpace, DeliveryMode, ErrorCode, IrqLinesLayout, PlatformEventKind, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
 import type { Guest } from '../vm/guest.js';
 import type { EndpointFds } from '../ioreq/endpoints.js';
 import { DomainSupervisor, DEFAULT_POLICY, type SupervisorPolicy } from './supervisor.js';
@@ -42,6 +42,8 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
   private readonly server: ControlServer;
   private readonly domains: Domain[] = [];
   private readyReported = false;
+  /** The guest's legacy interrupt lines page and its `changed` eventfd (control.proto), made on first request. */
+  private lines: { page: number; changed: number } | undefined;
 
   constructor(private readonly reactor: Reactor, private readonly guest: Guest) {
     super();
@@ -171,6 +173,20 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         c.reply(f, { case: 'ack', value: {} });
         return;
       }
+      case 'getIrqLines': {
+        if (body.value.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${body.value.guestId}`);
+        // microhv's, not the domains': the masks outlive a restart of either side.
+        if (!this.lines) {
+          const page = sys.memfdCreate('irq-lines', sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
+          sys.ftruncate(page, IrqLinesLayout.IRQ_LINES_PAGE_BYTES);
+          sys.addSeals(page, sys.consts.F_SEAL_SHRINK | sys.consts.F_SEAL_GROW | sys.consts.F_SEAL_SEAL);
+          this.lines = { page, changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
+        }
+        const side = ROLE_POLICY[d.role].lines;
+        c.reply(f, { case: 'irqLinesReply', value: { lines: { index: 0 }, changed: { index: 1 }, sourceBit: side.source ? side.bit : 0, isSource: side.source } },
+          [this.lines.page, this.lines.changed]);
+        return;
+      }
       case 'evtchnBindGsi': {
         const r = body.value;
         if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
@@ -212,5 +228,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
       d.sup.stop();
     }
     this.server.close();
+    if (this.lines) for (const fd of [this.lines.page, this.lines.changed]) sys.close(fd);
+    this.lines = undefined;
   }
 }

@@ -10,6 +10,8 @@ export interface RolePolicy {
   readonly capabilities: readonly Capability[];
   /** Every range the role serves; the guest starts only once all are registered. */
   readonly ranges: readonly AllowedRange[];
+  /** Its side of the legacy interrupt lines page (control.proto GetIrqLines): a source owns one mask bit. */
+  readonly lines: { readonly source: true; readonly bit: number } | { readonly source: false };
 }
 
 export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC;
@@ -17,7 +19,9 @@ export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC;
 export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
   [Role.ROLE_CONSOLE]: {
     // The platform devices (ACPI PM1 control, i8042 reset) live here, so power events come from it.
-    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT],
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT, Capability.CAPABILITY_IRQ_LINES],
+    // The UART's IRQ 4 and the SCI: bit 0 of their GSIs' masks. Later sources (PCI INTx) take the next bits.
+    lines: { source: true, bit: 0 },
     ranges: [
       // THR writes are posted (the buffered ring), so guest output costs no round trip.
       { space: 'pio', first: COM1.port, last: COM1.port + COM1.size - 1, buffered: true },
@@ -27,7 +31,9 @@ export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
     ],
   },
   [Role.ROLE_IOAPIC]: {
-    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOAPIC_ROUTE, Capability.CAPABILITY_IRQFD],
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOAPIC_ROUTE, Capability.CAPABILITY_IRQFD, Capability.CAPABILITY_IRQ_LINES],
+    // The IO-APIC's pins read the merged levels; it never writes the page.
+    lines: { source: false },
     ranges: [{ space: 'mmio', first: IOAPIC_BASE, last: IOAPIC_BASE + 0xfff, buffered: false }],
   },
 };

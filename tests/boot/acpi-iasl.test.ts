@@ -85,6 +85,12 @@ describe('iasl -d', () => {
     expect(dsl).toMatch(/8042 Present on ports 60\/64 \(V2\) : 0/);
   });
 
+  test('fadt_forces_physical_apic_destination_mode', () => {
+    const { dsl } = disassemble('FACP');
+    // RouteIoapicPin names a physical APIC id only, so the guest must not program logical mode.
+    expect(dsl).toMatch(/Use APIC Physical Destination Mode \(V4\) : 1/);
+  });
+
   test('dsdt_declares_s5_the_pci_host_bridge_com1_and_each_cpu', () => {
     const { dsl } = disassemble('DSDT');
     expect(dsl).toMatch(/Name \(_S5, Package \(0x04\)/);

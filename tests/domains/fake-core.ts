@@ -12,7 +12,7 @@ import { EndpointTable, createEndpoint, type EndpointFds } from '../../microhv/i
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, Capability, ErrorCode, Role, type PlatformEventKind, type RouteIoapicPin } from '../../idl/generated/control.js';
+import { AddressSpace, Capability, ErrorCode, IrqLinesLayout, Role, type PlatformEventKind, type RouteIoapicPin } from '../../idl/generated/control.js';
 import { repoRoot } from '../../driver-domains/build.js';
 
 export const STATE_REGION_BYTES = 256 * 1024;
@@ -25,6 +25,15 @@ export interface Instance {
   /** Resolves when the instance registered every range it serves. */
   readonly ready: Promise<void>;
   stderr: string;
+}
+
+/** A guest's legacy interrupt lines page and `changed` eventfd (control.proto), as microhv keeps them. */
+export interface LinesPage { readonly page: number; readonly changed: number }
+
+export function createLinesPage(): LinesPage {
+  const page = sys.memfdCreate('test-irq-lines', sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
+  sys.ftruncate(page, IrqLinesLayout.IRQ_LINES_PAGE_BYTES);
+  return { page, changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
 }
 
 export class FakeCore {
@@ -46,6 +55,8 @@ export class FakeCore {
   private current: { inst: Instance; registered: number; onReady: () => void } | undefined;
   /** Stderr of every instance so far, for failure messages. */
   log = '';
+  /** The lines page handed out on GetIrqLines; share one between two cores to connect their domains. */
+  lines: LinesPage | undefined;
 
   constructor(private readonly role: Role, private readonly rangeCount: number, private readonly args: readonly string[], private readonly vcpus = 1) {
     this.server = new ControlServer(this.reactor, { onFrame: (c, f) => this.onFrame(c, f) });
@@ -68,8 +79,8 @@ export class FakeCore {
     const conn = this.server.adopt(mine);
     // What microhv grants each role (microhv/domains/policy.ts).
     conn.capabilities = new Set(this.role === Role.ROLE_IOAPIC
-      ? [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOAPIC_ROUTE, Capability.CAPABILITY_IRQFD]
-      : [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT]);
+      ? [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOAPIC_ROUTE, Capability.CAPABILITY_IRQFD, Capability.CAPABILITY_IRQ_LINES]
+      : [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT, Capability.CAPABILITY_IRQ_LINES]);
     let onReady = (): void => undefined;
     const ready = new Promise<void>((resolve) => { onReady = resolve; });
     // 'close', not 'exit': stderr is complete by then.
@@ -116,6 +127,13 @@ export class FakeCore {
           this.irqfds.set(body.value.gsi, fd);
         }
         c.reply(f, { case: 'evtchnBound', value: { port: body.value.gsi + 1, send: { index: 0 }, receive: undefined } }, [fd]);
+        return;
+      }
+      case 'getIrqLines': {
+        this.lines ??= createLinesPage();
+        // As microhv's policy: the console is source bit 0, the ioapic the reader.
+        const isSource = this.role !== Role.ROLE_IOAPIC;
+        c.reply(f, { case: 'irqLinesReply', value: { lines: { index: 0 }, changed: { index: 1 }, sourceBit: 0, isSource } }, [this.lines.page, this.lines.changed]);
         return;
       }
       case 'platformEvent':

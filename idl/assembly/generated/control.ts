@@ -82,11 +82,12 @@ export enum Capability {
   CAPABILITY_IOAPIC_ROUTE = 7,
   CAPABILITY_EVTCHN = 8,
   CAPABILITY_PLATFORM_EVENT = 9,
+  CAPABILITY_IRQ_LINES = 10,
 }
 
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidCapability(v: u32): bool {
-  return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8 || v == 9;
+  return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8 || v == 9 || v == 10;
 }
 
 export enum ShutdownReason {
@@ -178,4 +179,15 @@ export enum PlatformEventKind {
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidPlatformEventKind(v: u32): bool {
   return v == 1 || v == 2 || v == 3;
+}
+
+export enum IrqLinesLayout {
+  IRQ_LINES_LAYOUT_INVALID = 0,
+  IRQ_LINES_GSIS = 24,
+  IRQ_LINES_PAGE_BYTES = 4096,
+}
+
+/** True for a value this side knows, the reserved invalid 0 excluded. */
+export function isValidIrqLinesLayout(v: u32): bool {
+  return v == 24 || v == 4096;
 }
