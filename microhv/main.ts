@@ -14,7 +14,7 @@ import { DomainManager } from './domains/manager.js';
 const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT] [--mem MIB] [--vcpus N]
                    [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--fault kill:DOMAIN:MS] [--until TEXT]
   Boots a guest under microhv. Its console is written to --console-log (and echoed here) and can be
-  attached on --console-socket. --fault kill:console:2000 kills the console domain every 2 s (fault injection).
+  attached on --console-socket. --fault kill:console:2000 kills the console domain every 2 s (fault injection; domains: console, ioapic).
   --until TEXT ends the run (exit 0) once the guest's console shows TEXT.`;
 
 interface Options { kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string; timeoutS?: number; until?: string; faults: Array<{ domain: string; everyMs: number }> }
@@ -80,6 +80,9 @@ async function main(argv: string[]): Promise<number> {
   const runtime = join(dirname(fileURLToPath(import.meta.url)), '../driver-domains/runtime/main.js');
   const consoleArgs = [runtime, '--console-log', o.consoleLog, ...(o.consoleSocket ? ['--console-socket', o.consoleSocket] : [])];
   manager.add(Role.ROLE_CONSOLE, 'console', consoleArgs);
+  // The guest's IO-APIC (split irqchip): with it the guest boots without noapic, and the console's
+  // UART and SCI lines reach it through the lines page.
+  manager.add(Role.ROLE_IOAPIC, 'ioapic', [runtime]);
   manager.on('log', (l) => console.error(`microhv: ${l}`));
   const timers: NodeJS.Timeout[] = [];
   let untilSeen = (): void => undefined;
