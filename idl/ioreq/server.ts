@@ -78,7 +78,7 @@ export class IoreqServer {
 
   /** Does all pending work; returns how many ioreqs it handled. */
   serve(): number {
-    for (const fd of this.waitFds()) drain(fd);
+    for (const fd of this.waitFds()) sys.eventfdTryRead(fd);
     return this.drainPosted() + this.answerSlots();
   }
 
@@ -148,9 +148,6 @@ export class IoreqServer {
 const validSize = (s: number): boolean => s === 1 || s === 2 || s === 4 || s === 8;
 const mask = (size: number): bigint => (1n << BigInt(8 * size)) - 1n;
 
-function drain(fd: number): void {
-  sys.eventfdTryRead(fd);
-}
 
 /** An AppliedLog kept in memory: for tests, and for servers whose state region holds it elsewhere. */
 export class MemoryAppliedLog implements AppliedLog {

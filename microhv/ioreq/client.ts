@@ -57,7 +57,7 @@ export class IoreqClient {
     while (IoreqSlot.loadState(m, base) !== IoreqState.IOREQ_STATE_RESP_READY) {
       if (this.stopRequested()) return 'stopped';
       sys.poll([{ fd: toVcpu, events: sys.consts.POLLIN }], 100);
-      drain(toVcpu);
+      sys.eventfdTryRead(toVcpu);
     }
     if (dir === 'read') fromBig(IoreqSlot.getData(m, base), data);
     IoreqSlot.storeState(m, base, IoreqState.IOREQ_STATE_IDLE);
@@ -112,9 +112,6 @@ function unlock(w: Int32Array, i: number): void {
   Atomics.notify(w, i, 1);
 }
 
-function drain(fd: number): void {
-  sys.eventfdTryRead(fd);
-}
 
 /** Little-endian bytes (1, 2, 4 or 8 of them) to a zero-extended value. */
 export function toBig(b: Uint8Array): bigint {
