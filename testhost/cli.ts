@@ -46,9 +46,9 @@ async function main(argv: string[]): Promise<number> {
     command = p.rest.join(' ').trim();
     if (!command) throw new Error('run needs a command after --');
   } else if (p.cmd === 'demo') {
-    console.log('demo: booting the embedded default guest under microhv inside the test host; the console, platform and IO-APIC are the stub modules (wasm)');
-    command = `BRINGUP_KLOG=0 BRINGUP_PLATFORM=/opt/microhv/build/driver-domains timeout -s KILL ${Math.floor(p.timeoutMs / 1000) - 30} `
-      + `node dist/tests/support/boot-bringup.js /opt/microhv/.cache/guest 240 ${p.smp > 1 ? 2 : 1} 'reboot: Power down' 'console=ttyS0 nokaslr panic=-1 microhv.scenario=hello'`;
+    console.log('demo: `microhv run` inside the test host: the embedded default guest, with its console and IO-APIC domains as supervised processes');
+    command = `timeout -s KILL ${Math.floor(p.timeoutMs / 1000) - 20} node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio `
+      + `--vcpus ${p.smp > 1 ? 2 : 1} --cmdline 'console=ttyS0 quiet panic=-1 microhv.scenario=hello' --console-log /tmp/console.log --timeout ${Math.floor(p.timeoutMs / 1000) - 40}`;
   } else if (p.cmd === 'demo-qemu') {
     console.log('demo-qemu: booting the embedded default guest under QEMU/KVM (the peer) inside the test host');
     command = qemuGuestCommand({ scenario: 'hello', timeoutS: Math.floor(p.timeoutMs / 1000) - 60 });
