@@ -31,6 +31,8 @@ if (wasmDir) {
 guest.on('power', (k) => console.log(`bringup: power event ${k}`));
 guest.on('failed', (d) => console.log(`bringup: failed: ${d}`));
 const klog = (): string[] => guest.memory.regions.flatMap((r) => kernelLogFromMemory(r.bytes));
+process.on('uncaughtException', (e) => { console.log(`bringup: uncaught: ${e.stack ?? e.message}`); });
+process.on('unhandledRejection', (e) => { console.log(`bringup: unhandled rejection: ${String(e)}`); });
 const t0 = performance.now();
 await guest.start();
 let found = false;
@@ -40,7 +42,8 @@ while (!found && guest.state === 'running' && Atomics.load(new Int32Array(platfo
 }
 console.log(`bringup: ${found ? 'found' : 'did not find'} "${until}" after ${((performance.now() - t0) / 1000).toFixed(1)} s, state ${guest.state}`);
 guest.pause();
-if (process.env.BRINGUP_KLOG !== '0') for (const l of klog()) console.log(`klog: ${l}`);
+// After a power event the vCPUs are gone but guest memory is still mapped: the log shows why (e.g. a panic).
+if (process.env.BRINGUP_KLOG !== '0' || guest.state === 'stopped') for (const l of klog()) console.log(`klog: ${l}`);
 console.log(`bringup: counters ${JSON.stringify(guest.counters(), (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v))}`);
 await guest.stop();
 guest.destroy();
