@@ -11,11 +11,13 @@ import { AddressSpace, DeliveryMode, ErrorCode, IrqLinesLayout, PlatformEventKin
 import type { Guest } from '../vm/guest.js';
 import type { EndpointFds } from '../ioreq/endpoints.js';
 import { DomainSupervisor, DEFAULT_POLICY, type SupervisorPolicy } from './supervisor.js';
-import { ROLE_POLICY, allowedRange, type StubRole } from './policy.js';
+import { ROLE_POLICY, allowedRange, type AllowedRange, type StubRole } from './policy.js';
 
 export const STATE_REGION_BYTES = 256 * 1024;
 const PROTOCOL_VERSION = 1;
 const GUEST_ID = 1;
+/** Endpoints are kept per allowed range, so a successor re-registering it gets the same fds. */
+const rangeKey = (r: AllowedRange): string => `${r.space}:${r.first}:${r.last}`;
 
 interface Domain {
   readonly id: number;
@@ -131,7 +133,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
         if (!space || !allowed) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} may not serve that range`);
         if (allowed.buffered !== r.bufferedWrites) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'buffered_writes does not match the range');
-        const key = `${space}:${start}:${length}`;
+        const key = rangeKey(allowed);
         let ep = d.endpoints.get(key);
         if (!ep) {
           // First registration: create it. A successor re-registering gets the very same fds.
@@ -207,7 +209,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
 
   private checkReady(): void {
     if (this.readyReported) return;
-    const all = this.domains.every((d) => ROLE_POLICY[d.role].ranges.every((r) => d.endpoints.has(`${r.space}:${r.first}:${r.last - r.first + 1}`)));
+    const all = this.domains.every((d) => ROLE_POLICY[d.role].ranges.every((r) => d.endpoints.has(rangeKey(r))));
     if (all) {
       this.readyReported = true;
       this.emit('ready');

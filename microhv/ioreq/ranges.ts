@@ -74,38 +74,41 @@ export class RangeTable {
     try { f(); } finally { Atomics.add(this.i32, 0, 1); } // even again: publishes the entries
   }
 
-  add(r: IoRange): void {
+  /** Throws unless `r` could be added now: a valid range that overlaps none and fits in the table. */
+  check(r: Omit<IoRange, 'endpoint'>): void {
     const maxAddr = r.space === 'pio' ? 0xffff : Number.MAX_SAFE_INTEGER;
     if (!Number.isSafeInteger(r.first) || !Number.isSafeInteger(r.last) || r.first < 0 || r.last < r.first || r.last > maxAddr) {
       throw new IoRangeError('BAD_RANGE', `bad ${r.space} range ${r.first}..${r.last}`);
     }
     const clash = this.list().find((o) => o.space === r.space && r.first <= o.last && o.first <= r.last);
     if (clash) throw new IoRangeError('OVERLAP', `${r.space} 0x${r.first.toString(16)}..0x${r.last.toString(16)} overlaps endpoint ${clash.endpoint}'s 0x${clash.first.toString(16)}..0x${clash.last.toString(16)}`);
+    if (Atomics.load(this.i32, 1) >= MAX_RANGES) throw new IoRangeError('FULL', `at most ${MAX_RANGES} ranges`);
+  }
+
+  add(r: IoRange): void {
+    this.check(r);
     const n = Atomics.load(this.i32, 1);
-    if (n >= MAX_RANGES) throw new IoRangeError('FULL', `at most ${MAX_RANGES} ranges`);
     this.write(() => {
-      const b = HDR + n * W;
-      this.i32[2 * b] = SPACE[r.space];
-      this.i32[2 * b + 1] = r.endpoint;
-      this.i32[2 * b + 2] = r.buffered ? 1 : 0;
-      this.f64[b + 2] = r.first;
-      this.f64[b + 3] = r.last;
+      this.put(n, r);
       Atomics.store(this.i32, 1, n + 1);
     });
+  }
+
+  /** Writes entry i; only inside write(). */
+  private put(i: number, r: IoRange): void {
+    const b = HDR + i * W;
+    this.i32[2 * b] = SPACE[r.space];
+    this.i32[2 * b + 1] = r.endpoint;
+    this.i32[2 * b + 2] = r.buffered ? 1 : 0;
+    this.f64[b + 2] = r.first;
+    this.f64[b + 3] = r.last;
   }
 
   /** Removes every range of an endpoint (its domain is gone for good). */
   removeEndpoint(endpoint: number): void {
     const keep = this.list().filter((r) => r.endpoint !== endpoint);
     this.write(() => {
-      keep.forEach((r, i) => {
-        const b = HDR + i * W;
-        this.i32[2 * b] = SPACE[r.space];
-        this.i32[2 * b + 1] = r.endpoint;
-        this.i32[2 * b + 2] = r.buffered ? 1 : 0;
-        this.f64[b + 2] = r.first;
-        this.f64[b + 3] = r.last;
-      });
+      keep.forEach((r, i) => this.put(i, r));
       Atomics.store(this.i32, 1, keep.length);
     });
   }

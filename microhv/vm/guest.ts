@@ -167,9 +167,7 @@ export class Guest extends EventEmitter<GuestEvents> {
   registerRange(r: { space: Space; first: number; last: number; buffered: boolean }): { endpoint: number; fds: EndpointFds } {
     const endpoint = this.nextEndpoint;
     if (endpoint >= MAX_ENDPOINTS) throw new IoRangeError('FULL', `at most ${MAX_ENDPOINTS} ioreq endpoints`);
-    const probe = new RangeTable();
-    for (const o of this.ranges.list()) probe.add(o);
-    probe.add({ ...r, endpoint }); // throws on overlap before anything is created
+    this.ranges.check(r); // throws on a bad or overlapping range before anything is created
     const { fds, ring } = createEndpoint(`ioreq-${endpoint}`, this.threads.length);
     unmapSharedRing(ring); // the core keeps the fd; vCPU threads map it themselves
     this.endpoints.set(endpoint, fds);
