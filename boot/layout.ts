@@ -26,8 +26,11 @@ export const HIGH_MEMORY = 0x100000;      // 1 MiB: where usable RAM resumes
 export const FOUR_GIB = 4 * GiB;
 export const PCI_HOLE_START = 3 * GiB;              // 0xc0000000; low RAM ends here at the latest
 export const PCI_MMIO32 = { base: 0xc000_0000, size: 512 * MiB } as const; // BAR window, 0xc0000000..0xdfffffff
-export const PCI_ECAM_BUSES = 256;                  // PCI Firmware spec 3.3, 4.1.2: 1 MiB of ECAM per bus
-export const PCI_ECAM = { base: 0xe000_0000, size: PCI_ECAM_BUSES * MiB } as const; // 0xe0000000..0xefffffff
+// One bus: every device sits on bus 0 (no bridges), so the ECAM window covers bus 0 only. A wider
+// window costs boot time for nothing: Linux probes every bus up to the MCFG end bus for peer host
+// bridges (arch/x86/pci/legacy.c), one trapped access per slot per bus.
+export const PCI_ECAM_BUSES = 1;                    // PCI Firmware spec 3.3, 4.1.2: 1 MiB of ECAM per bus
+export const PCI_ECAM = { base: 0xe000_0000, size: PCI_ECAM_BUSES * MiB } as const; // 0xe0000000..0xe00fffff
 export const IOAPIC_BASE = 0xfec0_0000;             // 82093AA default; one 4 KiB page
 export const IOAPIC_ID = 0;
 export const IOAPIC_PINS = 24;

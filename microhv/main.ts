@@ -1,7 +1,9 @@
 // `microhv run`: boots one guest with its device domains as supervised
-// processes. The vCPUs start once every domain has registered its ranges, so
-// the guest never sees a device missing at boot. Exit status: 0 when the guest
-// powered off, 1 on failure, 2 on bad usage, 124 on --timeout.
+// processes. The domains' ranges are claimed before they start, so the vCPUs
+// start at once: an access to a device whose domain is still starting parks,
+// as during a restart. A guest reset reboots it from its boot configuration.
+// Exit status: 0 when the guest powered off (or --until matched), 1 on
+// failure, 2 on bad usage, 124 on --timeout.
 import { closeSync, openSync, readSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,17 +14,27 @@ import { Guest } from './vm/guest.js';
 import { DomainManager } from './domains/manager.js';
 
 const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT] [--mem MIB] [--vcpus N]
-                   [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--fault kill:DOMAIN:MS] [--until TEXT]
+                   [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--no-reboot]
+                   [--fault ACTION:DOMAIN:EVERY_MS[:FIRST_MS]]... [--until TEXT [--until-count N]]
   Boots a guest under microhv. Its console is written to --console-log (and echoed here) and can be
-  attached on --console-socket. --fault kill:console:2000 kills the console domain every 2 s (fault injection; domains: console, ioapic).
-  --until TEXT ends the run (exit 0) once the guest's console shows TEXT.`;
+  attached on --console-socket. A guest reset (reboot) boots it again; --no-reboot ends the run instead.
+  --fault injects faults into a domain (console, ioapic) every EVERY_MS, first after FIRST_MS
+  (default EVERY_MS): kill (SIGKILL) or hang (SIGSTOP: the heartbeat finds it hung). Repeatable.
+  --until TEXT ends the run (exit 0) once the guest's console has shown TEXT N times (default 1).`;
 
-interface Options { kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string; timeoutS?: number; until?: string; faults: Array<{ domain: string; everyMs: number }> }
+type FaultAction = 'kill' | 'hang';
+interface Fault { action: FaultAction; domain: string; everyMs: number; firstMs: number }
+interface Options {
+  kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string;
+  timeoutS?: number; until?: string; untilCount: number; noReboot: boolean; faults: Fault[];
+}
+const DOMAINS = ['console', 'ioapic'];
 
 function parse(argv: string[]): Options {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: {
     kernel: { type: 'string' }, initrd: { type: 'string' }, cmdline: { type: 'string' }, mem: { type: 'string' }, vcpus: { type: 'string' },
-    'console-log': { type: 'string' }, 'console-socket': { type: 'string' }, timeout: { type: 'string' }, until: { type: 'string' }, fault: { type: 'string', multiple: true }, help: { type: 'boolean' },
+    'console-log': { type: 'string' }, 'console-socket': { type: 'string' }, timeout: { type: 'string' }, until: { type: 'string' }, 'until-count': { type: 'string' },
+    'no-reboot': { type: 'boolean' }, fault: { type: 'string', multiple: true }, help: { type: 'boolean' },
   } });
   if (values.help) { console.log(USAGE); process.exit(0); }
   if (positionals[0] !== 'run') throw new Error(`unknown command '${positionals[0] ?? ''}'`);
@@ -33,22 +45,28 @@ function parse(argv: string[]): Options {
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`);
     return n;
   };
-  const faults = (values.fault ?? []).map((f) => {
-    const m = /^kill:([a-z]+):(\d+)$/.exec(f);
-    if (!m) throw new Error(`--fault ${f}: expected kill:DOMAIN:MS`);
-    return { domain: m[1]!, everyMs: Number(m[2]) };
+  const faults = (values.fault ?? []).map((f): Fault => {
+    const m = /^(kill|hang):([a-z]+):(\d+)(?::(\d+))?$/.exec(f);
+    if (!m) throw new Error(`--fault ${f}: expected kill|hang:DOMAIN:EVERY_MS[:FIRST_MS]`);
+    if (!DOMAINS.includes(m[2]!)) throw new Error(`--fault ${f}: no domain '${m[2]}' (domains: ${DOMAINS.join(', ')})`);
+    const everyMs = Number(m[3]);
+    if (everyMs < 100) throw new Error(`--fault ${f}: EVERY_MS must be at least 100`);
+    return { action: m[1] as FaultAction, domain: m[2]!, everyMs, firstMs: m[4] === undefined ? everyMs : Number(m[4]) };
   });
+  if (values['until-count'] !== undefined && values.until === undefined) throw new Error('--until-count needs --until');
   return {
     kernel: values.kernel, initrd: values.initrd, cmdline: values.cmdline ?? 'console=ttyS0 panic=-1', memMiB: int(values.mem, '--mem', 512, 64, 1 << 20),
     vcpus: int(values.vcpus, '--vcpus', 1, 1, 64), consoleLog: values['console-log'] ?? `/tmp/microhv-console-${process.pid}.log`,
-    consoleSocket: values['console-socket'], until: values.until, timeoutS: values.timeout === undefined ? undefined : int(values.timeout, '--timeout', 0, 1, 86_400), faults,
+    consoleSocket: values['console-socket'], until: values.until, untilCount: int(values['until-count'], '--until-count', 1, 1, 1_000_000), noReboot: values['no-reboot'] ?? false,
+    timeoutS: values.timeout === undefined ? undefined : int(values.timeout, '--timeout', 0, 1, 86_400), faults,
   };
 }
 
-/** Echoes what the console domain appends to the log file; calls `seen` once `until` appears in it. */
-function followLog(path: string, until: string | undefined, seen: () => void): () => void {
+/** Echoes what the console domain appends to the log file; calls `seen` once `until` has appeared `count` times. */
+function followLog(path: string, until: string | undefined, count: number, seen: () => void): () => void {
   let offset = 0;
   let tail = '';
+  let found = 0;
   const buf = Buffer.alloc(64 * 1024);
   return () => {
     let size = 0;
@@ -61,10 +79,15 @@ function followLog(path: string, until: string | undefined, seen: () => void): (
         if (n <= 0) break;
         process.stdout.write(buf.subarray(0, n));
         offset += n;
-        if (until !== undefined) {
-          // Keep enough of the previous chunk that a marker split across reads is still found.
-          tail = (tail + buf.subarray(0, n).toString('latin1')).slice(-(until.length + n));
-          if (tail.includes(until)) { seen(); until = undefined; }
+        const marker = until;
+        if (marker !== undefined) {
+          tail += buf.subarray(0, n).toString('latin1');
+          for (let at = tail.indexOf(marker); at >= 0; at = tail.indexOf(marker)) {
+            tail = tail.slice(at + marker.length);
+            if (++found === count) { seen(); until = undefined; break; }
+          }
+          // Keep just enough that a marker split across reads is still found.
+          tail = tail.slice(-(marker.length - 1) || tail.length);
         }
       }
     } finally { closeSync(fd); }
@@ -85,24 +108,53 @@ async function main(argv: string[]): Promise<number> {
   manager.add(Role.ROLE_IOAPIC, 'ioapic', [runtime]);
   manager.on('log', (l) => console.error(`microhv: ${l}`));
   const timers: NodeJS.Timeout[] = [];
+  let reboots = 0;
+  const inject = (f: Fault): void => {
+    const sup = manager.domain(f.domain);
+    console.error(`microhv: fault: ${f.action === 'kill' ? 'killing' : 'hanging'} ${f.domain}`);
+    if (f.action === 'kill') sup?.kill();
+    else if (sup?.pid !== undefined) {
+      try { process.kill(sup.pid, 'SIGSTOP'); } catch { /* already gone */ }
+    }
+  };
   let untilSeen = (): void => undefined;
-  const echo = followLog(o.consoleLog, o.until, () => untilSeen());
+  const echo = followLog(o.consoleLog, o.until, o.untilCount, () => untilSeen());
   const ticker = setInterval(echo, 100);
   const result = await new Promise<number>((resolve) => {
-    untilSeen = () => { console.error(`microhv: console showed "${o.until}"`); resolve(0); };
+    untilSeen = () => { console.error(`microhv: console showed "${o.until}"${o.untilCount > 1 ? ` ${o.untilCount} times` : ''}`); resolve(0); };
     manager.on('down', (name, why) => { console.error(`microhv: domain ${name} is DOWN: ${why}`); });
-    manager.once('ready', () => {
-      guest.start().catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });
-      for (const f of o.faults) {
-        timers.push(setInterval(() => { console.error(`microhv: fault: killing ${f.domain}`); manager.domain(f.domain)?.kill(); }, f.everyMs));
-      }
+    // A reset request may come from the console domain (i8042, ACPI) and from a vCPU (triple fault) at
+    // once: the first starts the reboot, the rest find it under way.
+    let rebooting = false;
+    const reboot = (source: string): void => {
+      if (o.noReboot) { console.error(`microhv: guest reset (${source}); --no-reboot`); resolve(0); return; }
+      if (rebooting || (guest.state !== 'running' && guest.state !== 'paused')) return;
+      rebooting = true;
+      console.error(`microhv: guest reset (${source}): rebooting`);
+      (async () => {
+        await guest.halt();
+        await manager.resetDevices();
+        await guest.powerOn();
+        reboots++;
+        console.error(`microhv: guest rebooted (${reboots})`);
+      })().catch((e: unknown) => { console.error(`microhv: reboot failed: ${(e as Error).message}`); resolve(1); }).finally(() => { rebooting = false; });
+    };
+    manager.on('platform', (kind) => {
+      console.error(`microhv: guest requested ${kind}`);
+      if (kind === 'poweroff') resolve(0);
+      else if (kind === 'reset') reboot('platform reset');
     });
-    manager.on('platform', (kind) => { console.error(`microhv: guest requested ${kind}`); if (kind === 'poweroff') resolve(0); });
-    guest.on('power', (kind) => { console.error(`microhv: guest ${kind}`); resolve(kind === 'crash' ? 1 : 0); });
+    guest.on('power', (kind) => {
+      if (kind === 'reset') return reboot('vCPU reset');
+      console.error(`microhv: guest ${kind}`);
+      resolve(kind === 'crash' ? 1 : 0);
+    });
     guest.on('failed', (d) => { console.error(`microhv: guest failed: ${d}`); resolve(1); });
     if (o.timeoutS !== undefined) timers.push(setTimeout(() => { console.error(`microhv: timeout after ${o.timeoutS} s`); resolve(124); }, o.timeoutS * 1000));
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(130));
     manager.start();
+    guest.start().catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });
+    for (const f of o.faults) timers.push(setTimeout(() => { inject(f); timers.push(setInterval(() => inject(f), f.everyMs)); }, f.firstMs));
   });
   for (const t of timers) clearInterval(t);
   await guest.stop();

@@ -32,10 +32,10 @@ class RegionAppliedLog implements AppliedLog {
   }
 }
 
-export interface RuntimeCounters { commits: number; served: number; tx_bytes: number; rx_bytes: number; platform_events: number; lines_not_delivered: number; msis_not_delivered: number }
+export interface RuntimeCounters { commits: number; served: number; tx_bytes: number; rx_bytes: number; platform_events: number; lines_not_delivered: number; msis_not_delivered: number; resets: number }
 
 export class StubRuntime<K extends StubKind> {
-  readonly counters: RuntimeCounters = { commits: 0, served: 0, tx_bytes: 0, rx_bytes: 0, platform_events: 0, lines_not_delivered: 0, msis_not_delivered: 0 };
+  readonly counters: RuntimeCounters = { commits: 0, served: 0, tx_bytes: 0, rx_bytes: 0, platform_events: 0, lines_not_delivered: 0, msis_not_delivered: 0, resets: 0 };
   readonly servers: IoreqServer[] = [];
   private readonly endpointInodes: string[] = [];
   private log: ConsoleLog | undefined;
@@ -133,6 +133,18 @@ export class StubRuntime<K extends StubKind> {
     this.counters.served += n;
     if (this.kind === 'console') this.afterConsoleWork();
     return n;
+  }
+
+  /**
+   * Platform reset: posted writes still on the rings are applied first (they came before it), then
+   * the module's reset() and the console's usual output step (reset may lower its pins), one commit.
+   */
+  reset(): void {
+    this.serve();
+    this.device.exports.reset();
+    this.counters.resets++;
+    if (this.kind === 'console') this.afterConsoleWork();
+    this.commit();
   }
 
   /** Offers typed input to the UART and moves its output (also called when input arrives between ioreqs). */

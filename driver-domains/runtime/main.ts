@@ -124,6 +124,7 @@ const HANDLERS = {
   wake: (d, f) => d.wake(f),
   snapshot: (d, f) => d.snapshot(f),
   shutdown: (d, f) => d.shutdown(f),
+  resetDevice: (d, f) => d.resetDevice(f),
   ack: (d, f) => d.stray(f),
   error: (d, f) => {
     // An Error with reply_to 0 answers a notification (PlatformEvent): microhv refused it.
@@ -405,6 +406,19 @@ class Domain {
     if (this.phase !== 'sleeping' || rt === undefined || !this.resourcesReady) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `snapshot while ${this.phase}`);
     rt.commit();
     this.conn.reply(f, { case: 'snapshotReply', value: { stateBytes: BigInt(0), snapshotSeq: rt.generation } });
+  }
+
+  /** Platform reset (control.proto ResetDevice): the module's registers return to their reset values. */
+  resetDevice(f: Frame): void {
+    closeFds(f.fds);
+    const rt = this.runtime;
+    // Until its resources are in place the instance has nothing to reset; microhv asks again.
+    if (rt === undefined || !this.resourcesReady) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `reset while ${this.phase}`);
+    rt.reset();
+    // The ioapic's routes changed (every pin masked): microhv hears of it before the guest runs again.
+    (this.delivery ?? this.routesOnly)?.sync();
+    this.info(`${this.kind ?? 'domain'}: platform reset`);
+    this.conn.reply(f, { case: 'ack', value: {} });
   }
 
   shutdown(f: Frame): void {

@@ -1025,6 +1025,37 @@ export function decodePlatformEvent(r: Reader): PlatformEvent {
 }
 
 
+/**
+ * M -> D: platform reset (the guest rebooted). Sent while every vCPU is
+ * stopped and no ioreq is in a slot. The domain first applies the posted
+ * writes already on its buffered rings (they came before the reset), then
+ * returns its device registers to their reset values, keeps what belongs to
+ * the host (the console log position, pin levels its sources drive), commits,
+ * and answers Ack. Idempotent: a successor of an instance that died before
+ * answering gets it again.
+ */
+export type ResetDevice = Record<string, never>;
+
+export function createResetDevice(_init: Partial<ResetDevice> = {}): ResetDevice {
+  return {};
+}
+
+export function encodeResetDevice(_w: Writer, _m: ResetDevice): void {}
+
+/** Decodes ResetDevice from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeResetDevice(r: Reader): ResetDevice {
+  const m = createResetDevice();
+  while (r.pos < r.limit) {
+    const t = r.tag('ResetDevice');
+    switch (t >>> 3) {
+      default:
+        r.skip(t, 'ResetDevice');
+    }
+  }
+  return m;
+}
+
+
 /** Either direction: failure of the request in `reply_to`. */
 export interface Error {
   code: ErrorCode;
@@ -2475,6 +2506,7 @@ export type EnvelopeBody =
   | { readonly case: 'ack'; readonly value: Ack }
   | { readonly case: 'error'; readonly value: Error }
   | { readonly case: 'platformEvent'; readonly value: PlatformEvent }
+  | { readonly case: 'resetDevice'; readonly value: ResetDevice }
   | { readonly case: 'mapGuestMemory'; readonly value: MapGuestMemory }
   | { readonly case: 'mapGuestMemoryReply'; readonly value: MapGuestMemoryReply }
   | { readonly case: 'getStateRegion'; readonly value: GetStateRegion }
@@ -2632,6 +2664,14 @@ export function encodeEnvelope(w: Writer, m: Envelope): void {
         {
           const at = w.beginLength();
           encodePlatformEvent(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'resetDevice':
+        w.tag(24, 2);
+        {
+          const at = w.beginLength();
+          encodeResetDevice(w, body.value);
           w.endLength(at);
         }
         break;
@@ -2857,6 +2897,10 @@ export function decodeEnvelope(r: Reader): Envelope {
         r.expectWire(t, 2, 'Envelope.platform_event');
         m.body = { case: 'platformEvent', value: decodeNested(r, decodePlatformEvent, 'Envelope.platform_event') };
         break;
+      case 24:
+        r.expectWire(t, 2, 'Envelope.reset_device');
+        m.body = { case: 'resetDevice', value: decodeNested(r, decodeResetDevice, 'Envelope.reset_device') };
+        break;
       case 30:
         r.expectWire(t, 2, 'Envelope.map_guest_memory');
         m.body = { case: 'mapGuestMemory', value: decodeNested(r, decodeMapGuestMemory, 'Envelope.map_guest_memory') };
@@ -2967,7 +3011,7 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
 }
 
 /** Every case of Envelope.body, in field-number order. */
-export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
+export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'resetDevice', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
 
 /** Who may originate each case ((microhv.idl.sender) in the .proto). */
 export const ENVELOPE_BODY_SENDER = {
@@ -2985,6 +3029,7 @@ export const ENVELOPE_BODY_SENDER = {
   ack: 'either',
   error: 'either',
   platformEvent: 'domain',
+  resetDevice: 'microhv',
   mapGuestMemory: 'domain',
   mapGuestMemoryReply: 'microhv',
   getStateRegion: 'domain',
@@ -3021,6 +3066,7 @@ export const ENVELOPE_BODY_REQUIRES = {
   ack: null,
   error: null,
   platformEvent: Capability.CAPABILITY_PLATFORM_EVENT,
+  resetDevice: null,
   mapGuestMemory: Capability.CAPABILITY_MAP_GUEST_MEMORY,
   mapGuestMemoryReply: null,
   getStateRegion: Capability.CAPABILITY_STATE_REGION,

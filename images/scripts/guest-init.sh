@@ -33,10 +33,19 @@ case "$scenario" in
     say "virtio devices $(ls /sys/bus/virtio/devices 2>/dev/null | wc -l)"
     ;;
   count)
-    # count N DELAY: N numbered lines, DELAY seconds apart (busybox sleep takes fractions).
+    # count N DELAY [irq]: N numbered lines, DELAY seconds apart (busybox sleep takes fractions). With
+    # irq, each line also carries the guest's interrupt counts: local APIC timer (loc) and the UART
+    # (uart), summed over the CPUs.
     set -- $args
-    n=${1:-100}; delay=${2:-0}; i=1
-    while [ "$i" -le "$n" ]; do say "line $i"; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
+    n=${1:-100}; delay=${2:-0}; irq=${3:-}; i=1
+    while [ "$i" -le "$n" ]; do
+      if [ "$irq" = irq ]; then
+        say "line $i $(awk '$1 == "LOC:" || $NF == "ttyS0" { s = 0; for (f = 2; f <= NF && $f ~ /^[0-9]+$/; f++) s += $f; printf "%s=%d ", ($1 == "LOC:" ? "loc" : "uart"), s }' /proc/interrupts)"
+      else
+        say "line $i"
+      fi
+      [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1))
+    done
     ;;
   kmsg)
     # kmsg N DELAY: numbered lines through the kernel log. The kernel's console writes them by polling
@@ -55,6 +64,7 @@ case "$scenario" in
     setsid cttyhack sh
     ;;
   reboot)
+    say "cpus online $(cat /sys/devices/system/cpu/online)"
     say "rebooting"; reboot -f ;;
   *)
     say "unknown scenario $scenario"; rc=2 ;;

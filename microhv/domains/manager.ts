@@ -32,8 +32,6 @@ interface Domain {
 }
 
 export interface ManagerEvents {
-  /** Every range of every domain is registered: the guest may run. */
-  ready: [];
   /** The guest asked to power off, reset or sleep (ACPI or i8042, through the console domain). */
   platform: [kind: 'poweroff' | 'reset' | 'sleep'];
   down: [domain: string, why: string];
@@ -43,7 +41,6 @@ export interface ManagerEvents {
 export class DomainManager extends EventEmitter<ManagerEvents> {
   private readonly server: ControlServer;
   private readonly domains: Domain[] = [];
-  private readyReported = false;
   /** The guest's legacy interrupt lines page and its `changed` eventfd (control.proto), made on first request. */
   private lines: { page: number; changed: number } | undefined;
 
@@ -56,6 +53,12 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
   add(role: StubRole, name: string, argv: readonly string[], policy: SupervisorPolicy = DEFAULT_POLICY): DomainSupervisor {
     const sup = new DomainSupervisor(this.reactor, name, argv, policy);
     const d: Domain = { id: this.domains.length + 1, role, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), seq: 0n };
+    // The role's ranges are claimed now, before the process exists: the guest may run at once, and an
+    // access before the domain is up parks in its slot like one during a restart (DESIGN.md 2.2).
+    for (const r of ROLE_POLICY[role].ranges) {
+      const reg = this.guest.registerRange({ space: r.space, first: r.first, last: r.last, buffered: r.buffered });
+      d.endpoints.set(rangeKey(r), { rangeId: reg.endpoint + 1, fds: reg.fds });
+    }
     this.domains.push(d);
     sup.on('spawned', (generation, fd) => this.onSpawned(d, generation, fd));
     sup.on('died', (generation, why) => {
@@ -133,15 +136,9 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
         if (!space || !allowed) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} may not serve that range`);
         if (allowed.buffered !== r.bufferedWrites) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'buffered_writes does not match the range');
-        const key = rangeKey(allowed);
-        let ep = d.endpoints.get(key);
-        if (!ep) {
-          // First registration: create it. A successor re-registering gets the very same fds.
-          const reg = this.guest.registerRange({ space, first: allowed.first, last: allowed.last, buffered: allowed.buffered });
-          ep = { rangeId: reg.endpoint + 1, fds: reg.fds };
-          d.endpoints.set(key, ep);
-          this.checkReady();
-        }
+        // Claimed when the domain was added; every instance gets the very same fds.
+        const ep = d.endpoints.get(rangeKey(allowed));
+        if (!ep) return c.replyError(f, ErrorCode.ERROR_CODE_INTERNAL, 'range allowed but not claimed');
         const e = ep.fds;
         const fds = [e.slots, ...e.toServer, ...e.toVcpu, e.ring, e.ringNotify];
         const ref = (i: number) => ({ index: i });
@@ -207,13 +204,28 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
     }
   }
 
-  private checkReady(): void {
-    if (this.readyReported) return;
-    const all = this.domains.every((d) => ROLE_POLICY[d.role].ranges.every((r) => d.endpoints.has(rangeKey(r))));
-    if (all) {
-      this.readyReported = true;
-      this.emit('ready');
-    }
+  /**
+   * Platform reset of every domain's device (control.proto ResetDevice), called with the guest
+   * halted. A domain that is restarting is asked again once its successor answers; one that never
+   * confirms within the deadline is reported.
+   */
+  async resetDevices(deadlineMs = 15_000): Promise<void> {
+    const end = Date.now() + deadlineMs;
+    await Promise.all(this.domains.map(async (d) => {
+      while (Date.now() < end) {
+        const conn = d.conn;
+        if (conn && !conn.closed) {
+          try {
+            const f = await conn.request({ case: 'resetDevice', value: {} }, [], Math.max(1, end - Date.now()));
+            for (const fd of f.fds) sys.close(fd);
+            if (f.body.case === 'ack') return;
+          } catch { /* that instance died meanwhile: its successor is asked */ }
+        }
+        // Not up yet, or still acquiring its resources (it answers BAD_STATE until then).
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      this.emit('log', `${d.sup.name} did not confirm the platform reset within ${deadlineMs} ms`);
+    }));
   }
 
   health(): Record<string, string> {

@@ -8,7 +8,7 @@ import type { Space } from '../ioreq/ranges.js';
 export interface AllowedRange { readonly space: Space; readonly first: number; readonly last: number; readonly buffered: boolean }
 export interface RolePolicy {
   readonly capabilities: readonly Capability[];
-  /** Every range the role serves; the guest starts only once all are registered. */
+  /** Every range the role serves; microhv claims them for the domain before the guest starts. */
   readonly ranges: readonly AllowedRange[];
   /** Its side of the legacy interrupt lines page (control.proto GetIrqLines): a source owns one mask bit. */
   readonly lines: { readonly source: true; readonly bit: number } | { readonly source: false };

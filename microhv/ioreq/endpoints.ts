@@ -98,3 +98,31 @@ export function createEndpoint(name: string, vcpus: number): { fds: EndpointFds;
     ring,
   };
 }
+
+/**
+ * Platform reset, with every vCPU thread stopped: an ioreq a domain has taken (IN_PROCESS) is let
+ * finish, as a bus completes a cycle already under way; one no domain has taken yet is withdrawn.
+ * Every slot ends IDLE, so no answer to an access from before the reset can meet one from after it.
+ * Returns the slots still IN_PROCESS at the deadline (their domain died meanwhile; its successor
+ * answers them, and the slot's sequence number keeps that answer from matching a newer request).
+ */
+export async function settleSlots(fds: EndpointFds, deadlineMs: number): Promise<number> {
+  const m = sys.mmap(slotPageBytes(fds.vcpus), sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, fds.slots, 0);
+  const mem = new SharedBytes(m.buffer);
+  const end = Date.now() + deadlineMs;
+  let stuck = 0;
+  try {
+    for (let v = 0; v < fds.vcpus; v++) {
+      const base = v * IoreqSlot.SIZE;
+      const state = (): number => IoreqSlot.loadState(mem, base);
+      // ORDER: the CAS takes READY away from a server that has not taken it yet; a server that won moved it to IN_PROCESS.
+      Atomics.compareExchange(mem.i32, (base + IoreqSlot.OFFSET.state) >> 2, IoreqState.IOREQ_STATE_READY, IoreqState.IOREQ_STATE_IDLE);
+      while (state() === IoreqState.IOREQ_STATE_IN_PROCESS && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
+      if (state() === IoreqState.IOREQ_STATE_IN_PROCESS) stuck++;
+      else IoreqSlot.storeState(mem, base, IoreqState.IOREQ_STATE_IDLE);
+    }
+  } finally {
+    sys.munmap(m);
+  }
+  return stuck;
+}

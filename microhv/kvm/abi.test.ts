@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { Field, Layout } from '../sys/layout.js';
 import {
   KVM_CAP, KVM_CPUID2, KVM_CPUID_ENTRY2, KVM_DTABLE, KVM_ENABLE_CAP, KVM_EXIT, KVM_IOCTL, KVM_IOEVENTFD, KVM_IRQFD,
-  KVM_IRQ_ROUTING, KVM_IRQ_ROUTING_ENTRY, KVM_LAPIC_STATE, KVM_MSI, KVM_MSRS, KVM_MSR_ENTRY, KVM_REGS, KVM_RUN,
+  KVM_IRQ_ROUTING, KVM_IRQ_ROUTING_ENTRY, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_VCPU_EVENTS, KVM_MSI, KVM_MSRS, KVM_MSR_ENTRY, KVM_REGS, KVM_RUN,
   KVM_SEGMENT, KVM_SIGNAL_MASK, KVM_SREGS, KVM_USERSPACE_MEMORY_REGION,
 } from './abi.js';
 
@@ -27,7 +27,7 @@ describe('KVM ABI struct sizes', () => {
     [KVM_REGS, 144], [KVM_SEGMENT, 24], [KVM_DTABLE, 16], [KVM_SREGS, 312], [KVM_USERSPACE_MEMORY_REGION, 32],
     [KVM_RUN, 2352], [KVM_IRQFD, 32], [KVM_IOEVENTFD, 64], [KVM_MSI, 32], [KVM_IRQ_ROUTING, 8],
     [KVM_IRQ_ROUTING_ENTRY, 48], [KVM_ENABLE_CAP, 104], [KVM_LAPIC_STATE, 1024], [KVM_CPUID2, 8],
-    [KVM_CPUID_ENTRY2, 40], [KVM_MSRS, 8], [KVM_MSR_ENTRY, 16], [KVM_SIGNAL_MASK, 4],
+    [KVM_CPUID_ENTRY2, 40], [KVM_MSRS, 8], [KVM_MSR_ENTRY, 16], [KVM_SIGNAL_MASK, 4], [KVM_MP_STATE, 4], [KVM_VCPU_EVENTS, 64],
   ] as Array<[Layout, number]>)('declares_%s_with_the_kernel_size', (layout, size) => {
     // Assert
     expect(layout.size).toBe(size);
@@ -36,7 +36,7 @@ describe('KVM ABI struct sizes', () => {
 
 describe('KVM ABI field offsets', () => {
   it.each([
-    [KVM_REGS, 'rsp', 48], [KVM_REGS, 'rip', 128], [KVM_REGS, 'rflags', 136],
+    [KVM_REGS, 'rsp', 48], [KVM_VCPU_EVENTS, 'nmi_injected', 12], [KVM_VCPU_EVENTS, 'sipi_vector', 16], [KVM_VCPU_EVENTS, 'flags', 20], [KVM_REGS, 'rip', 128], [KVM_REGS, 'rflags', 136],
     [KVM_SEGMENT, 'limit', 8], [KVM_SEGMENT, 'selector', 12], [KVM_SEGMENT, 'type', 14], [KVM_SEGMENT, 'present', 15],
     [KVM_SEGMENT, 'dpl', 16], [KVM_SEGMENT, 'db', 17], [KVM_SEGMENT, 's', 18], [KVM_SEGMENT, 'l', 19],
     [KVM_SEGMENT, 'g', 20], [KVM_SEGMENT, 'avl', 21], [KVM_SEGMENT, 'unusable', 22], [KVM_DTABLE, 'limit', 8],
@@ -81,6 +81,7 @@ describe('KVM ioctl numbers', () => {
       RUN: 0xae80, GET_REGS: 0x8090ae81, SET_REGS: 0x4090ae82, GET_SREGS: 0x8138ae83, SET_SREGS: 0x4138ae84,
       GET_MSRS: 0xc008ae88, SET_MSRS: 0x4008ae89, SET_SIGNAL_MASK: 0x4004ae8b, GET_LAPIC: 0x8400ae8e,
       SET_LAPIC: 0x4400ae8f, SET_CPUID2: 0x4008ae90, ENABLE_CAP: 0x4068aea3, SIGNAL_MSI: 0x4020aea5,
+      GET_MP_STATE: 0x8004ae98, SET_MP_STATE: 0x4004ae99, SET_VCPU_EVENTS: 0x4040aea0,
     });
   });
 

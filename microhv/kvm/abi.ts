@@ -37,6 +37,11 @@ export const KVM_CPUID_ENTRY2 = defineLayout('kvm_cpuid_entry2', 40, {
   function: u32(0), index: u32(4), flags: u32(8), eax: u32(12), ebx: u32(16), ecx: u32(20), edx: u32(24),
 });
 export const KVM_LAPIC_STATE = defineLayout('kvm_lapic_state', 1024, { regs: bytes(0, 1024) });
+export const KVM_MP_STATE = defineLayout('kvm_mp_state', 4, { mp_state: u32(0) });
+/** Pending exception, interrupt and NMI state; all zero with flags 0 means "nothing pending". */
+export const KVM_VCPU_EVENTS = defineLayout('kvm_vcpu_events', 64, { exception_injected: u8(0), interrupt_injected: u8(8), nmi_injected: u8(12), sipi_vector: u32(16), flags: u32(20) });
+/** asm/kvm.h KVM_MP_STATE_*: a secondary CPU waits in UNINITIALIZED for INIT/SIPI. */
+export const KVM_MP = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
 
 // linux/kvm.h
 export const KVM_USERSPACE_MEMORY_REGION = defineLayout('kvm_userspace_memory_region', 32, {
@@ -99,6 +104,9 @@ export const KVM_IOCTL = {
   GET_LAPIC: ior(0x8e, KVM_LAPIC_STATE.size),
   SET_LAPIC: iow(0x8f, KVM_LAPIC_STATE.size),
   SET_CPUID2: iow(0x90, KVM_CPUID2.size),
+  GET_MP_STATE: ior(0x98, KVM_MP_STATE.size),
+  SET_MP_STATE: iow(0x99, KVM_MP_STATE.size),
+  SET_VCPU_EVENTS: iow(0xa0, KVM_VCPU_EVENTS.size),
   ENABLE_CAP: iow(0xa3, KVM_ENABLE_CAP.size),
   SIGNAL_MSI: iow(0xa5, KVM_MSI.size),
 } as const;

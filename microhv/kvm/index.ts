@@ -6,7 +6,7 @@ import {
   KVM_API_VERSION, KVM_CAP, KVM_CPUID2, KVM_CPUID_ENTRY2, KVM_DTABLE, KVM_ENABLE_CAP, KVM_EXIT, KVM_IOCTL,
   KVM_IOEVENTFD, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, KVM_IRQFD,
   KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, KVM_IRQ_ROUTING, KVM_IRQ_ROUTING_ENTRY, KVM_IRQ_ROUTING_IRQCHIP,
-  KVM_IRQ_ROUTING_MSI, KVM_LAPIC_STATE, KVM_MSI, KVM_MSI_VALID_DEVID, KVM_MSRS, KVM_MSR_ENTRY, KVM_REGS, KVM_RUN,
+  KVM_IRQ_ROUTING_MSI, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_VCPU_EVENTS, KVM_MSI, KVM_MSI_VALID_DEVID, KVM_MSRS, KVM_MSR_ENTRY, KVM_REGS, KVM_RUN,
   KVM_SEGMENT, KVM_SIGNAL_MASK, KVM_SREGS, KVM_USERSPACE_MEMORY_REGION, type KvmExitName,
 } from './abi.js';
 
@@ -248,6 +248,21 @@ export class Vcpu {
   setLapic(regs: Uint8Array): void {
     if (regs.byteLength !== KVM_LAPIC_STATE.size) throw new KvmError('BAD_ARGUMENT', `LAPIC state is ${KVM_LAPIC_STATE.size} bytes`);
     kvmIoctl('KVM_SET_LAPIC', this.fd, KVM_IOCTL.SET_LAPIC, regs);
+  }
+
+  getMpState(): number {
+    const v = StructView.alloc(KVM_MP_STATE);
+    kvmIoctl('KVM_GET_MP_STATE', this.fd, KVM_IOCTL.GET_MP_STATE, v.buffer);
+    return v.get('mp_state');
+  }
+
+  setMpState(state: number): void {
+    kvmIoctl('KVM_SET_MP_STATE', this.fd, KVM_IOCTL.SET_MP_STATE, StructView.alloc(KVM_MP_STATE).set('mp_state', state).buffer);
+  }
+
+  /** Drops any exception, interrupt or NMI that KVM holds for injection (platform reset). */
+  clearPendingEvents(): void {
+    kvmIoctl('KVM_SET_VCPU_EVENTS', this.fd, KVM_IOCTL.SET_VCPU_EVENTS, StructView.alloc(KVM_VCPU_EVENTS).buffer);
   }
 
   /**

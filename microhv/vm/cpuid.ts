@@ -41,3 +41,16 @@ const MISC_ENABLE_FAST_STRING = 1n;
 export function bootMsrs(): MsrEntry[] {
   return [{ index: MSR_IA32_MISC_ENABLE, data: MISC_ENABLE_FAST_STRING }];
 }
+
+/**
+ * MSRs a platform reset puts back to their power-on values. Above all the KVM paravirtual ones
+ * (Documentation/virt/kvm/x86/msr.rst): a kvmclock, steal-time, async-PF or PV-EOI area left
+ * enabled would have KVM keep writing into RAM that the next kernel owns.
+ */
+export const RESET_MSRS: readonly number[] = [
+  0x11, 0x12, // MSR_KVM_WALL_CLOCK, MSR_KVM_SYSTEM_TIME (old numbers)
+  0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04, 0x4b564d05, 0x4b564d06, // *_NEW clock, async PF, steal time, PV EOI, poll control, async PF int
+  MSR_IA32_MISC_ENABLE, 0x6e0, 0x277, 0x2ff, // TSC deadline, PAT, MTRR default type
+  0x174, 0x175, 0x176, // SYSENTER CS/ESP/EIP
+  0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084, 0xc0000102, // STAR, LSTAR, CSTAR, SFMASK, KERNEL_GS_BASE
+];

@@ -3,16 +3,16 @@
 import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import * as sys from '../sys/index.js';
-import { Kvm, type Vm, type Vcpu } from '../kvm/index.js';
+import { Kvm, type MsrEntry, type Regs, type Sregs, type Vm, type Vcpu } from '../kvm/index.js';
 import { planLinuxBoot, type BootPlan } from '../../boot/linux.js';
 import { IOAPIC_PINS, KVM_IDENTITY_MAP, KVM_TSS } from '../../boot/layout.js';
 import { compiledWorker } from '../worker-path.js';
 import { GuestMemory } from './memory.js';
-import { bootMsrs, guestCpuid } from './cpuid.js';
+import { RESET_MSRS, bootMsrs, guestCpuid } from './cpuid.js';
 import { STAT } from './io-dispatch.js';
 import { IrqRouting } from './irq.js';
 import { IoRangeError, RangeTable, type Space } from '../ioreq/ranges.js';
-import { EndpointTable, MAX_ENDPOINTS, createEndpoint, type EndpointFds } from '../ioreq/endpoints.js';
+import { EndpointTable, MAX_ENDPOINTS, createEndpoint, settleSlots, type EndpointFds } from '../ioreq/endpoints.js';
 import { unmapSharedRing } from '../../idl/ring/shm.js';
 import { VCPU_CTL, type VcpuEvent, type VcpuInput } from './vcpu-protocol.js';
 
@@ -24,14 +24,16 @@ export interface BootConfig {
   readonly vcpus: number;
 }
 
-export type GuestState = 'created' | 'running' | 'paused' | 'stopped';
+export type GuestState = 'created' | 'running' | 'paused' | 'halted' | 'stopped';
 export interface GuestEvents {
   power: [kind: 'poweroff' | 'reset' | 'crash'];
   failed: [detail: string];
   stopped: [];
 }
 
-interface VcpuThread { readonly vcpu: Vcpu; worker?: Worker; exited?: Promise<void>; tid?: number; readonly control: SharedArrayBuffer }
+/** What a vCPU looks like before it first runs; a platform reset puts it back. */
+interface PowerOnState { readonly regs: Regs; readonly sregs: Sregs; readonly lapic: Uint8Array; readonly mpState: number; readonly msrs: MsrEntry[] }
+interface VcpuThread { readonly vcpu: Vcpu; worker?: Worker; exited?: Promise<void>; tid?: number; control: SharedArrayBuffer; readonly powerOn: PowerOnState }
 
 const KICK = sys.consts.SIGUSR2;
 const MAX_VCPUS = 64;
@@ -78,7 +80,8 @@ export class Guest extends EventEmitter<GuestEvents> {
           gs: { ...cur.gs, ...s.gs }, ss: { ...cur.ss, ...s.ss }, tr: { ...cur.tr, ...s.tr } });
         vcpu.setRegs({ ...vcpu.getRegs(), ...plan.regs });
       }
-      guest.threads.push({ vcpu, control: new SharedArrayBuffer(VCPU_CTL.WORDS * 4) });
+      const powerOn = { regs: vcpu.getRegs(), sregs: vcpu.getSregs(), lapic: vcpu.getLapic(), mpState: vcpu.getMpState(), msrs: readableMsrs(vcpu, RESET_MSRS) };
+      guest.threads.push({ vcpu, control: new SharedArrayBuffer(VCPU_CTL.WORDS * 4), powerOn });
     }
     return guest;
   }
@@ -101,7 +104,8 @@ export class Guest extends EventEmitter<GuestEvents> {
         switch (ev.type) {
           case 'ready': t.tid = ev.tid; resolve(); break;
           case 'stopped': break;
-          case 'power': this.emit('power', ev.kind); void this.stop(); break;
+          // A reset request leaves the other vCPUs running: the owner of the guest decides (reboot or stop).
+          case 'power': this.emit('power', ev.kind); if (ev.kind !== 'reset') void this.stop(); break;
           case 'failed': this.fail(`vCPU ${index}: ${ev.detail}`); break;
           default: { const never: never = ev; this.fail(`vCPU ${index}: unknown event ${JSON.stringify(never)}`); }
         }
@@ -139,7 +143,12 @@ export class Guest extends EventEmitter<GuestEvents> {
   /** Stops every vCPU thread (kicking them out of KVM_RUN) and waits for them. */
   async stop(): Promise<void> {
     if (this.state === 'stopped') return;
+    const halted = this.state === 'halted' || this.state === 'created';
     this.state = 'stopped';
+    if (halted) {
+      this.emit('stopped');
+      return;
+    }
     for (const t of this.threads) {
       const c = new Int32Array(t.control);
       Atomics.store(c, VCPU_CTL.STOP, 1);
@@ -149,6 +158,54 @@ export class Guest extends EventEmitter<GuestEvents> {
     this.kickAll();
     await Promise.all(this.threads.map((t) => t.exited));
     this.emit('stopped');
+  }
+
+  /**
+   * First half of a platform reset (reboot): every vCPU thread stops, then each ioreq slot settles
+   * (settleSlots), so that no access from before the reset is answered after it. The devices are
+   * the caller's to reset between halt() and powerOn().
+   */
+  async halt(): Promise<void> {
+    if (this.state !== 'running' && this.state !== 'paused') throw new Error(`cannot halt a guest that is ${this.state}`);
+    this.state = 'halted';
+    for (const t of this.threads) {
+      const c = new Int32Array(t.control);
+      Atomics.store(c, VCPU_CTL.STOP, 1);
+      Atomics.store(c, VCPU_CTL.PAUSE, 0);
+      Atomics.notify(c, VCPU_CTL.PAUSE);
+    }
+    this.kickAll();
+    await Promise.all(this.threads.map((t) => t.exited));
+    for (let id = 0; id < this.nextEndpoint; id++) {
+      const fds = this.endpoints.get(id);
+      if (fds && await settleSlots(fds, 2_000) > 0) this.emit('failed', `ioreq endpoint ${id}: a slot stayed in process through the reset`);
+    }
+  }
+
+  /**
+   * Second half of a platform reset: every vCPU returns to its power-on state (registers, LAPIC,
+   * MSRs such as kvmclock that would otherwise keep writing into guest RAM, no pending event) and
+   * the boot images are written again, as firmware reloads them. RAM is not cleared, as on a PC.
+   * Then the vCPUs start from the kernel's entry point.
+   */
+  async powerOn(): Promise<void> {
+    if (this.state !== 'halted') throw new Error(`cannot power on a guest that is ${this.state}`);
+    for (const t of this.threads) {
+      const p = t.powerOn;
+      t.vcpu.setSregs(p.sregs); // first: it carries the APIC base, which decides how the LAPIC page is read
+      t.vcpu.setRegs(p.regs);
+      t.vcpu.setLapic(p.lapic);
+      t.vcpu.setMsrs(p.msrs);
+      t.vcpu.clearPendingEvents();
+      t.vcpu.setMpState(p.mpState);
+      t.control = new SharedArrayBuffer(VCPU_CTL.WORDS * 4);
+      t.worker = undefined;
+      t.exited = undefined;
+      t.tid = undefined;
+    }
+    for (const w of this.plan.writes) this.memory.write(w.gpa, w.bytes);
+    this.state = 'created';
+    await this.start();
   }
 
   /** Frees the VM, its vCPUs and its memory. The guest must be stopped. */
@@ -180,4 +237,13 @@ export class Guest extends EventEmitter<GuestEvents> {
     const s = new BigUint64Array(this.stats);
     return Object.fromEntries(Object.entries(STAT).map(([k, i]) => [k, s[i] ?? 0n])) as Record<keyof typeof STAT, bigint>;
   }
+}
+
+/** The MSRs of `indices` this KVM lets us read (the PV ones depend on its version). */
+function readableMsrs(vcpu: Vcpu, indices: readonly number[]): MsrEntry[] {
+  const out: MsrEntry[] = [];
+  for (const index of indices) {
+    try { out.push(...vcpu.getMsrs([index])); } catch { /* not offered by this KVM: nothing to reset */ }
+  }
+  return out;
 }
