@@ -12,11 +12,15 @@ export const LINES_PAGE_BYTES = IrqLinesLayout.IRQ_LINES_PAGE_BYTES;
 
 export class IrqLines {
   private readonly masks: Int32Array;
+  private readonly rises: Int32Array;
+  private readonly seen: Int32Array;
 
   /** `page`: the mapped lines memfd (or, in unit tests, any buffer of LINES_PAGE_BYTES). */
   constructor(page: ArrayBufferLike) {
     if (page.byteLength < LINES_PAGE_BYTES) throw new RangeError(`lines page of ${page.byteLength} bytes, need ${LINES_PAGE_BYTES}`);
     this.masks = new Int32Array(page, 0, LINE_GSIS);
+    this.rises = new Int32Array(page, IrqLinesLayout.IRQ_LINES_RISES_OFFSET, LINE_GSIS);
+    this.seen = new Int32Array(page, IrqLinesLayout.IRQ_LINES_SEEN_OFFSET, LINE_GSIS);
   }
 
   /**
@@ -28,9 +32,22 @@ export class IrqLines {
     const m = 1 << bit;
     // Atomic read-modify-write: another source may change its own bit of the same GSI at the same
     // moment; it is also ordered before the caller's eventfd write, so the reader that wakes sees it.
-    if (level !== 0) Atomics.or(this.masks, gsi, m);
-    else Atomics.and(this.masks, gsi, ~m);
+    if (level === 0) Atomics.and(this.masks, gsi, ~m);
+    // The OR that finds the mask empty is the merged level's rise: counted, so a reader that looks
+    // only after the line fell and rose again still sees the edge. A source re-stating a level it
+    // already holds (after a restart) finds its own bit set and counts nothing.
+    else if (Atomics.or(this.masks, gsi, m) === 0) Atomics.add(this.rises, gsi, 1);
     return true;
+  }
+
+  /** Reader side: how many times `gsi`'s level has risen, and how many of those the reader has applied. */
+  riseCounts(gsi: number): { rises: number; seen: number } {
+    return { rises: Atomics.load(this.rises, gsi), seen: Atomics.load(this.seen, gsi) };
+  }
+
+  /** Reader side, after it committed what it applied: `rises` of `gsi` are applied. */
+  markSeen(gsi: number, rises: number): void {
+    Atomics.store(this.seen, gsi, rises);
   }
 
   /** Reader side: the merged level of `gsi` (1 while any source asserts it). */
@@ -43,23 +60,43 @@ export class IrqLines {
 /**
  * The reader's bookkeeping: which levels it applied last. `apply` calls `setIrq` for every pin whose
  * merged level differs (all of them the first time, which a successor needs: the module's view may
- * be older than the page).
+ * be older than the page), and pulses a pin (0 then 1) whose line rose since the last look, even if
+ * its level reads the same. The caller commits, then calls `acknowledge`.
  */
 export class LineReader {
   private readonly applied: Array<0 | 1 | undefined> = new Array<0 | 1 | undefined>(LINE_GSIS).fill(undefined);
+  private readonly unacknowledged = new Map<number, number>();
 
   constructor(private readonly lines: IrqLines, private readonly setIrq: (pin: number, level: 0 | 1) => void) {}
 
-  /** Returns how many pins changed level. */
+  /** Returns how many pins changed level or took an edge. */
   apply(): number {
     let n = 0;
     for (let pin = 0; pin < LINE_GSIS; pin++) {
+      // Counts before the level: a rise that lands between the two reads shows as a level of 1 here
+      // and as a rise next time, which repeats an edge at worst and never loses one.
+      const { rises, seen } = this.lines.riseCounts(pin);
       const level = this.lines.level(pin);
+      if (rises !== seen && this.unacknowledged.get(pin) !== rises) {
+        if (this.applied[pin] !== 0) this.setIrq(pin, 0);
+        this.setIrq(pin, 1);
+        if (level === 0) this.setIrq(pin, 0);
+        this.applied[pin] = level;
+        this.unacknowledged.set(pin, rises);
+        n++;
+        continue;
+      }
       if (this.applied[pin] === level) continue;
       this.applied[pin] = level;
       this.setIrq(pin, level);
       n++;
     }
     return n;
+  }
+
+  /** The edges applied so far are committed: record them in the page, for this reader and its successors. */
+  acknowledge(): void {
+    for (const [pin, rises] of this.unacknowledged) this.lines.markSeen(pin, rises);
+    this.unacknowledged.clear();
   }
 }

@@ -309,6 +309,7 @@ class Domain {
         if (lr.reader.apply() > 0) {
           // set_irq changed the module (pin levels, remote IRR): keep it across a restart.
           rt.commit();
+          lr.reader.acknowledge();
           (this.delivery ?? this.routesOnly)?.sync();
         }
       };

@@ -2058,7 +2058,21 @@ export function decodeRouteIoapicPin(r: Reader): RouteIoapicPin {
  * (its logical level, whatever the pin's polarity: ABI.md). Owner of
  * bit b: the one domain microhv gave source_bit b; it changes only that
  * bit, with an atomic OR or AND.
+ * offset IRQ_LINES_RISES_OFFSET + 4*g: uint32, how many times GSI g's
+ * level rose from 0 to 1, wrapping. The source whose atomic OR found
+ * the mask 0 adds 1 (atomic add) before it signals `changed`.
+ * offset IRQ_LINES_SEEN_OFFSET + 4*g: uint32, the rise count the reader has
+ * applied, written by the reader only, after it committed the result.
  * the rest of the page up to IRQ_LINES_PAGE_BYTES: zero, reserved.
+ *
+ * Levels alone lose edges: a source can drop and raise its line (a 16550
+ * whose THRE interrupt is cleared and set again by one burst of writes)
+ * before the reader looks, and an edge-triggered pin would never see it. A
+ * reader that finds rises != seen applies a 0-then-1 pulse, then the current
+ * level, and stores seen = rises. Several rises between two looks become one
+ * edge, as on an IO-APIC whose pin is already pending. An edge may be applied
+ * twice if the reader dies between applying and storing seen (a spurious
+ * interrupt, which handlers of edge lines tolerate); it is never lost.
  *
  * A GSI's level is (mask != 0), so a GSI shared by several sources is the OR
  * of them: a reference count per source (DESIGN.md section 6). A source sets
@@ -2075,6 +2089,10 @@ export const IrqLinesLayout = {
   IRQ_LINES_GSIS: 24,
   /** Size of the lines memfd, bytes (one page). */
   IRQ_LINES_PAGE_BYTES: 4096,
+  /** Byte offset of the per-GSI rise counters (source side). */
+  IRQ_LINES_RISES_OFFSET: 128,
+  /** Byte offset of the per-GSI applied rise counts (reader side). */
+  IRQ_LINES_SEEN_OFFSET: 256,
 } as const;
 export type IrqLinesLayout = (typeof IrqLinesLayout)[keyof typeof IrqLinesLayout];
 
@@ -2083,6 +2101,8 @@ export function isValidIrqLinesLayout(v: number): v is IrqLinesLayout {
   switch (v) {
     case 24:
     case 4096:
+    case 128:
+    case 256:
       return true;
     default:
       return false;

@@ -15,6 +15,8 @@ import { ROLE_POLICY, allowedRange, type AllowedRange, type StubRole } from './p
 
 export const STATE_REGION_BYTES = 256 * 1024;
 const PROTOCOL_VERSION = 1;
+/** How long a new instance may take to answer Hello before it counts as hung. */
+const STARTUP_DEADLINE_MS = 30_000;
 const GUEST_ID = 1;
 /** Endpoints are kept per allowed range, so a successor re-registering it gets the same fds. */
 const rangeKey = (r: AllowedRange): string => `${r.space}:${r.first}:${r.last}`;
@@ -28,6 +30,9 @@ interface Domain {
   readonly endpoints: Map<string, { rangeId: number; fds: EndpointFds }>;
   conn?: Connection;
   heartbeat?: NodeJS.Timeout;
+  /** The current instance has answered Hello (at upAt); only then do heartbeats judge it. */
+  up: boolean;
+  upAt: number;
   seq: bigint;
 }
 
@@ -52,7 +57,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
   /** Adds a supervised domain of `role`, started by `argv` (node arguments). */
   add(role: StubRole, name: string, argv: readonly string[], policy: SupervisorPolicy = DEFAULT_POLICY): DomainSupervisor {
     const sup = new DomainSupervisor(this.reactor, name, argv, policy);
-    const d: Domain = { id: this.domains.length + 1, role, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), seq: 0n };
+    const d: Domain = { id: this.domains.length + 1, role, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), up: false, upAt: 0, seq: 0n };
     // The role's ranges are claimed now, before the process exists: the guest may run at once, and an
     // access before the domain is up parks in its slot like one during a restart (DESIGN.md 2.2).
     for (const r of ROLE_POLICY[role].ranges) {
@@ -83,9 +88,20 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
       protocolVersion: PROTOCOL_VERSION, domainId: d.id, role: d.role, capabilities: [...ROLE_POLICY[d.role].capabilities],
       guestIds: [GUEST_ID], generation, heartbeatIntervalMs: d.sup.policy.heartbeatMs,
     } });
-    let lastAnswer = Date.now();
+    const spawnedAt = Date.now();
+    d.up = false;
+    let lastAnswer = spawnedAt;
     d.heartbeat = setInterval(() => {
       if (d.conn !== conn || conn.closed) return;
+      if (!d.up) {
+        // Starting a process (a node runtime loading its modules) on a loaded host takes seconds:
+        // the heartbeat only judges an instance that has answered Hello; until then, a longer deadline.
+        if (Date.now() - spawnedAt <= STARTUP_DEADLINE_MS) return;
+        this.emit('log', `${d.sup.name} did not answer Hello within ${STARTUP_DEADLINE_MS} ms: killing it`);
+        d.sup.kill();
+        return;
+      }
+      if (lastAnswer < d.upAt) lastAnswer = d.upAt;
       if (Date.now() - lastAnswer > d.sup.policy.hungAfterMs) {
         this.emit('log', `${d.sup.name} missed heartbeats for ${d.sup.policy.hungAfterMs} ms: killing it`);
         d.sup.kill();
@@ -114,6 +130,8 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
     const body: EnvelopeBody = f.body;
     switch (body.case) {
       case 'helloReply':
+        d.up = true;
+        d.upAt = Date.now();
         this.emit('log', `${d.sup.name} up (pid ${body.value.pid})`);
         return;
       case 'getStateRegion': {

@@ -185,9 +185,11 @@ export enum IrqLinesLayout {
   IRQ_LINES_LAYOUT_INVALID = 0,
   IRQ_LINES_GSIS = 24,
   IRQ_LINES_PAGE_BYTES = 4096,
+  IRQ_LINES_RISES_OFFSET = 128,
+  IRQ_LINES_SEEN_OFFSET = 256,
 }
 
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidIrqLinesLayout(v: u32): bool {
-  return v == 24 || v == 4096;
+  return v == 24 || v == 4096 || v == 128 || v == 256;
 }
