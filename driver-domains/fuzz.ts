@@ -19,6 +19,7 @@ const OP_BYTES = 16;
 const HOT: Record<StubKind, readonly number[]> = {
   ioapic: [IOAPIC_BASE, IOAPIC_BASE + 0x10, IOAPIC_BASE + 0x40],
   console: [COM1.port, 0x60, 0x64, 0x600, 0x604, 0x608],
+  pci: [0xcf8, 0xcfc],
 };
 
 function u32(b: Uint8Array, at: number): number {
