@@ -11,7 +11,7 @@ import { answer } from "../../common/assembly/host";
 import { Dir, Space, sizeMask, sizeValid } from "../../common/assembly/ioreq";
 import * as layout from "../../common/assembly/layout";
 import {
-  ABI_VERSION, PCI_CAP_IN_BASE, STATE_BASE, STATE_MAGIC_PCI as STATE_MAGIC, counterGet,
+  ABI_VERSION, PCI_CAP_IN_BASE, PCI_STAGING_BASE, PCI_STAGING_SIZE, STATE_BASE, STATE_MAGIC_PCI as STATE_MAGIC, counterGet,
 } from "../../common/assembly/memory";
 import {
   barAddress, barFlags, barKind, barSize, decodeBits, findServedBar, placeBars,
@@ -42,6 +42,9 @@ export const LAYOUT_PCI_IO_WINDOW_BASE: u32 = layout.PCI_IO_WINDOW_BASE;
 export const LAYOUT_PCI_IO_WINDOW_SIZE: u32 = layout.PCI_IO_WINDOW_SIZE;
 export const LAYOUT_PCI_INTX_GSI_BASE: u32 = layout.PCI_INTX_GSI_BASE;
 export const LAYOUT_IOAPIC_PINS: u32 = layout.IOAPIC_PINS;
+/** The staging area, exported so that a test can compare it with abi.ts MEMORY_MAP. */
+export const MEMORY_PCI_STAGING_BASE: u32 = <u32>PCI_STAGING_BASE;
+export const MEMORY_PCI_STAGING_SIZE: u32 = PCI_STAGING_SIZE;
 /** 1 when the device table fits PCI_STAGING (checked by a test; the layout is fixed at compile time). */
 export const STAGING_FITS: u32 = CONFIG_FITS_STAGING ? 1 : 0;
 
