@@ -1,7 +1,7 @@
 // Config space of the pci stub domain through both access paths, read as Linux's enumeration
 // reads it: identity, header fields, the command and status registers, the capability list.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { PciCounter } from '../runtime/abi.js';
+import { LogLevel, PciCounter } from '../runtime/abi.js';
 import {
   CMD, CONFIG_ADDRESS, CONFIG_DATA, LEGACY, REG, STATUS, VIRTIO, VIRTIO_CAPS, capabilityList, cf8Read, cf8Write,
   configAddress, createPci, createPciWith, ecamRead, ecamWrite, type Pci,
@@ -109,6 +109,13 @@ describe('config address register', () => {
 
     expect(byteRead).toBe(0xff);
     expect(h.pioRead(CONFIG_ADDRESS, 4) >>> 0).toBe(configAddress(0, 3, 0, 0x10));
+  });
+
+  it('the_mechanism_probes_byte_write_to_0xcfb_is_counted_but_logged_at_debug_level_only', () => {
+    h.pioWrite(CONFIG_ADDRESS + 3, 0x01, 1);
+
+    expect(h.counter(PciCounter.InvalidAccess)).toBe(1n);
+    expect(h.effects().filter((e) => e.kind === 'log').map((e) => e.kind === 'log' && e.level)).toEqual([LogLevel.Debug]);
   });
 
   it('config_data_with_the_enable_bit_clear_reads_all_ones', () => {

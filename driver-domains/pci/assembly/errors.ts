@@ -11,6 +11,16 @@ export function invalidAccess(what: string, where: u64, size: u32): void {
 }
 
 /**
+ * An access the model does not serve but that ordinary software makes: Linux's probe of the
+ * configuration mechanisms writes a byte to 0xcfb (it expects it to pass through). Counted
+ * like any invalid access, logged at debug level only.
+ */
+export function passedThrough(what: string, where: u64, size: u32): void {
+  const n = counterBump(COUNTERS_BASE, C_INVALID_ACCESS);
+  if (logWorthy(n)) logAccess(LogLevel.Debug, what, where, size, n);
+}
+
+/**
  * A config access to a function that does not exist. Normal: every enumeration probes all 32
  * slots. Counted, and logged at debug level only.
  */

@@ -17,7 +17,7 @@ import {
   barAddress, barFlags, barKind, barSize, decodeBits, findServedBar, placeBars,
 } from "./bars";
 import { configRead, configWrite } from "./config";
-import { absentFunction, invalidAccess } from "./errors";
+import { absentFunction, invalidAccess, passedThrough } from "./errors";
 import { intxGsi, intxSet, updateLines } from "./intx";
 import {
   MsixRegion, msixReset, region, regionRead, regionWrite, signalWhileHeld, takeFire, vectorAddress,
@@ -161,7 +161,11 @@ function pioAccess(port: u64, size: u32, read: bool, value: u64): u64 {
     const reg = (address & 0xfc) + <u32>(port - <u64>CONFIG_DATA_PORT);
     return configAccess((address >> 16) & 0xff, (address >> 11) & 0x1f, (address >> 8) & 7, reg, size, read, value);
   }
-  invalidAccess("pci: access outside the config ports at", port, size);
+  if (port >= <u64>CONFIG_ADDRESS_PORT && port - <u64>CONFIG_ADDRESS_PORT + <u64>size <= 4) {
+    passedThrough("pci: byte or word access to CONFIG_ADDRESS at", port, size);
+  } else {
+    invalidAccess("pci: access outside the config ports at", port, size);
+  }
   return ALL_ONES;
 }
 
