@@ -53,6 +53,7 @@ function msixCapRead(slot: u32, d: DeviceConfig, rel: u32): u32 {
 export function readDword(slot: u32, reg: u32): u32 {
   const d = deviceConfig(CONFIG_BASE, slot);
   const r = deviceRegs(slot);
+  // GUEST-INPUT: `reg` is the guest's; every dword below 0x1000 names a register or reads 0.
   if (reg >= CFG_LEGACY_SIZE) return 0;
   if (reg >= CFG_BAR0 && reg < CFG_BAR_END) return barRead(slot, (reg - CFG_BAR0) >> 2);
   switch (reg) {
@@ -104,6 +105,8 @@ export function writeDword(slot: u32, reg: u32, value: u32, lanes: u32): void {
   const d = deviceConfig(CONFIG_BASE, slot);
   const r = deviceRegs(slot);
   let wrote = false;
+  // GUEST-INPUT: `reg`, `value` and `lanes` are the guest's; only the writable fields of the
+  // register `reg` names take the selected bytes, everything else keeps its value.
   if (reg >= CFG_BAR0 && reg < CFG_BAR_END) {
     const bar = (reg - CFG_BAR0) >> 2;
     wrote = barWrite(slot, bar, merge(barRead(slot, bar), value, lanes));

@@ -167,6 +167,7 @@ export function regionRead(slot: u32, which: MsixRegion, offset: u64, size: u32)
 
 /** A write that region() accepted. The PBA is read-only (6.8.2.10): such writes are counted. */
 export function regionWrite(slot: u32, which: MsixRegion, offset: u64, size: u32, value: u64): void {
+  // GUEST-INPUT: a write to the PBA changes nothing; only table entries are writable.
   if (which != MsixRegion.Table) {
     counterBump(COUNTERS_BASE, C_READ_ONLY_WRITE);
     return;
