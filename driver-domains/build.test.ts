@@ -3,12 +3,13 @@
 import binaryen from 'binaryen';
 import { describe, expect, it } from 'vitest';
 import { abiViolations } from './build.js';
+import { STUB_FUNCTIONS, type StubKind } from './runtime/abi.js';
 
-/** A module with the ioapic's required exports as empty functions, plus `extra` applied. */
-function moduleWith(extra: (m: binaryen.Module) => void): binaryen.Module {
+/** A module with the required exports of `kind` as empty functions, plus `extra` applied. */
+function moduleWith(extra: (m: binaryen.Module) => void, kind: StubKind = 'ioapic'): binaryen.Module {
   const m = new binaryen.Module();
   m.setMemory(1, 1, 'memory');
-  for (const name of ['abi_version', 'state_base', 'state_size', 'state_valid', 'init', 'reset', 'ioreq', 'counter', 'counter_count', 'set_irq', 'eoi', 'route_generation', 'route_addr', 'route_data', 'route_flags']) {
+  for (const name of STUB_FUNCTIONS[kind]) {
     m.addFunction(name, binaryen.none, binaryen.none, [], m.nop());
     m.addFunctionExport(name, name);
   }
@@ -16,10 +17,10 @@ function moduleWith(extra: (m: binaryen.Module) => void): binaryen.Module {
   return m;
 }
 
-function violations(extra: (m: binaryen.Module) => void): string[] {
-  const m = moduleWith(extra);
+function violations(extra: (m: binaryen.Module) => void, kind: StubKind = 'ioapic'): string[] {
+  const m = moduleWith(extra, kind);
   try {
-    return abiViolations('ioapic', m);
+    return abiViolations(kind, m);
   } finally {
     m.dispose();
   }
@@ -37,6 +38,14 @@ describe('abiViolations', () => {
   it('rejects_an_import_outside_the_allowed_set', () => {
     expect(violations((m) => m.addFunctionImport('now_ns', 'env', 'now_ns', binaryen.none, binaryen.i64)).join())
       .toMatch(/env\.now_ns is not allowed/);
+  });
+
+  it('lets_pci_drive_lines_but_not_send_msis', () => {
+    const setPin = violations((m) => m.addFunctionImport('set_pin', 'env', 'set_pin', binaryen.createType([binaryen.i32, binaryen.i32]), binaryen.none), 'pci');
+    const msi = violations((m) => m.addFunctionImport('msi', 'env', 'msi', binaryen.createType([binaryen.i64, binaryen.i32]), binaryen.none), 'pci');
+
+    expect(setPin).toEqual([]);
+    expect(msi.join()).toMatch(/env\.msi is not allowed for pci/);
   });
 
   it('rejects_unreachable', () => {

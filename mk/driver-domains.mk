@@ -1,4 +1,4 @@
-# driver-domains: the AssemblyScript stub domains (ioapic, console), built to
+# driver-domains: the AssemblyScript stub domains (ioapic, console, pci), built to
 # build/driver-domains/<kind>.wasm with the asc compiler API and binaryen -O3. The build
 # also enforces the ABI's restart rules (driver-domains/runtime/ABI.md). It runs as a
 # check inside `make test`, before the unit tests that load the modules; those tests also

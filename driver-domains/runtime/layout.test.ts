@@ -6,7 +6,7 @@ import { MEMORY_MAP } from './abi.js';
 import { StubHarness } from './testing.js';
 import type { WasmGlobal } from './wasm.js';
 
-function globalValue(h: StubHarness<'ioapic'> | StubHarness<'console'>, name: string): number {
+function globalValue(h: StubHarness<'ioapic'> | StubHarness<'console'> | StubHarness<'pci'>, name: string): number {
   const g = (h.exports as unknown as Record<string, WasmGlobal | undefined>)[name];
   if (g === undefined) throw new Error(`module exports no ${name}`);
   return Number(g.value);
@@ -56,8 +56,28 @@ describe('platform constants mirrored in AssemblyScript', () => {
   });
 });
 
+describe('platform constants mirrored in AssemblyScript (pci)', () => {
+  it('pci_constants_equal_boot_layout', async () => {
+    const h = await StubHarness.create('pci');
+
+    expect({
+      ecam: globalValue(h, 'LAYOUT_PCI_ECAM_BASE'),
+      mmio32: [globalValue(h, 'LAYOUT_PCI_MMIO32_BASE'), globalValue(h, 'LAYOUT_PCI_MMIO32_SIZE')],
+      ports: [globalValue(h, 'LAYOUT_PCI_CONFIG_PORT'), globalValue(h, 'LAYOUT_PCI_CONFIG_PORTS_SIZE')],
+      io: [globalValue(h, 'LAYOUT_PCI_IO_WINDOW_BASE'), globalValue(h, 'LAYOUT_PCI_IO_WINDOW_SIZE')],
+      intx: [globalValue(h, 'LAYOUT_PCI_INTX_GSI_BASE'), globalValue(h, 'LAYOUT_IOAPIC_PINS')],
+    }).toEqual({
+      ecam: layout.PCI_ECAM.base,
+      mmio32: [layout.PCI_MMIO32.base, layout.PCI_MMIO32.size],
+      ports: [layout.PCI_CONFIG_PORTS.base, layout.PCI_CONFIG_PORTS.size],
+      io: [layout.PCI_IO_WINDOW.base, layout.PCI_IO_WINDOW.size],
+      intx: [layout.PCI_INTX_GSI_BASE, layout.IOAPIC_PINS],
+    });
+  });
+});
+
 describe('memory map', () => {
-  for (const kind of ['ioapic', 'console'] as const) {
+  for (const kind of ['ioapic', 'console', 'pci'] as const) {
     it(`${kind}_state_window_starts_at_the_abi_base_and_fits_below_scratch`, async () => {
       const h = await StubHarness.create(kind);
 
@@ -66,6 +86,18 @@ describe('memory map', () => {
       expect(h.exports.memory.buffer.byteLength).toBe(MEMORY_MAP.pages * 65536);
     });
   }
+
+  it('pci_capability_buffer_and_staging_area_are_the_abi_areas_between_scratch_and_tx_out', async () => {
+    const h = await StubHarness.create('pci');
+
+    expect(h.exports.cfg_cap_buf()).toBe(MEMORY_MAP.pciCapInBase);
+    expect(globalValue(h, 'MEMORY_PCI_STAGING_BASE')).toBe(MEMORY_MAP.pciStagingBase);
+    expect(globalValue(h, 'MEMORY_PCI_STAGING_SIZE')).toBe(MEMORY_MAP.pciStagingSize);
+    expect(globalValue(h, 'STAGING_FITS')).toBe(1);
+    expect(MEMORY_MAP.pciStagingBase).toBeGreaterThanOrEqual(MEMORY_MAP.scratchBase + 0x100);
+    expect(MEMORY_MAP.pciStagingBase + MEMORY_MAP.pciStagingSize).toBeLessThanOrEqual(MEMORY_MAP.pciCapInBase);
+    expect(MEMORY_MAP.pciCapInBase + MEMORY_MAP.pciCapInSize).toBeLessThanOrEqual(MEMORY_MAP.txOutBase);
+  });
 
   it('console_tx_buffer_is_the_abi_tx_out_area', async () => {
     const h = await StubHarness.create('console');

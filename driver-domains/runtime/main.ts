@@ -49,6 +49,9 @@ const RANGES = {
   // microhv forwards KVM_EXIT_IOAPIC_EOI as a posted write of the vector to IOAPIC_BASE + 0x40 on
   // this endpoint's buffered ring; the module's ioreq() handles that register like any other.
   ioapic: [{ space: AddressSpace.ADDRESS_SPACE_MMIO, start: IOAPIC_BASE, length: 0x1000, buffered: false }],
+  // Not served by this process yet (kindOf has no pci role): the config ports, bus 0 of ECAM and
+  // the MSI-X BARs, which move with bar_generation(), come with that wiring.
+  pci: [],
 } as const satisfies Record<StubKind, readonly RangeSpec[]>;
 
 interface Args { consoleLog?: string; consoleSocket?: string }

@@ -54,7 +54,7 @@ export const COPY_OFFSETS = [0x1000, 0x1000 + COPY_BYTES] as const;
 /** Bytes a state region must have; microhv gives more, the rest is unused. */
 export const REGION_BYTES = 0x1000 + 2 * COPY_BYTES;
 
-export const KIND_CODE = { ioapic: 1, console: 2 } as const;
+export const KIND_CODE = { ioapic: 1, console: 2, pci: 3 } as const;
 export type PersistKind = keyof typeof KIND_CODE;
 
 const FLAG_LOG_OFFSET = 1;

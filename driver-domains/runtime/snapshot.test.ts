@@ -2,10 +2,11 @@
 // exactly as the original from then on. Each test runs a sequence, snapshots, restores
 // into a new instance, continues the same sequence on both, and compares every output.
 import { describe, expect, it } from 'vitest';
-import { ACPI_PM, COM1, I8042, IOAPIC_BASE } from '../../boot/layout.js';
+import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_ECAM } from '../../boot/layout.js';
+import { CONFIG_ADDRESS, CONFIG_DATA, VIRTIO, msixTable, stageTable } from '../pci/testing.js';
 import { IoDir, IoSpace, type StubKind } from './abi.js';
 import { StubDomainError } from './errors.js';
-import { FakeClock, StubHarness, type Recorded } from './testing.js';
+import { FakeClock, StubHarness, type HarnessOptions, type Recorded } from './testing.js';
 
 function rng(seed: bigint): () => bigint {
   let x = seed;
@@ -52,6 +53,32 @@ function consoleStep(h: StubHarness<'console'>, r: bigint): void {
   }
 }
 
+/** Config writes and reads through both paths, MSI-X programming and signals, INTx, resets. */
+function pciStep(h: StubHarness<'pci'>, r: bigint): void {
+  const slot = [0, VIRTIO.slot, 5, 9][Number((r >> 8n) & 3n)] ?? 0;
+  const reg = Number((r >> 12n) & 0xfcn);
+  const value = Number((r >> 24n) & 0xffff_ffffn);
+  switch (Number(r & 7n)) {
+    case 0: h.mmioWrite(PCI_ECAM.base + (slot << 15) + reg, value, 4); break;
+    case 1: {
+      h.pioWrite(CONFIG_ADDRESS, (0x8000_0000 | (slot << 11) | reg) >>> 0, 4);
+      h.pioRead(CONFIG_DATA + Number((r >> 20n) & 3n), 1);
+      break;
+    }
+    case 2: {
+      // Keep decoding, bus mastering and MSI-X on most of the time, so that vectors go live.
+      h.mmioWrite(PCI_ECAM.base + (VIRTIO.slot << 15) + 0x04, 0x6, 2);
+      h.mmioWrite(PCI_ECAM.base + (VIRTIO.slot << 15) + 0x42, Number((r >> 16n) & 0xc000n), 2);
+      break;
+    }
+    case 3: h.mmioWrite(msixTable(h) + Number((r >> 16n) & 0x3cn), value & 0x1f, 4); break;
+    case 4: h.exports.msix_pending(VIRTIO.slot, Number((r >> 16n) & 3n)); break;
+    case 5: h.exports.msix_fire_take(); break;
+    case 6: h.exports.intx_set([VIRTIO.slot, 5][Number((r >> 16n) & 1n)] ?? 0, Number((r >> 17n) & 1n)); break;
+    default: if (((r >> 16n) & 0xffn) === 0n) h.exports.reset(); else h.mmioRead(msixTable(h) + 0x800, 8);
+  }
+}
+
 type Stepper<K extends StubKind> = (h: StubHarness<K>, r: bigint) => void;
 
 /** Outputs of `steps` steps after the split point, with answers' seqs dropped (each harness counts its own). */
@@ -68,9 +95,9 @@ function run<K extends StubKind>(h: StubHarness<K>, step: Stepper<K>, next: () =
   return out;
 }
 
-async function splitAndCompare<K extends StubKind>(kind: K, step: Stepper<K>, image: 'state' | 'memory'): Promise<void> {
+async function splitAndCompare<K extends StubKind>(kind: K, step: Stepper<K>, image: 'state' | 'memory', options: HarnessOptions<K> = {}): Promise<void> {
   const clock = new FakeClock();
-  const original = await StubHarness.create(kind, { clock });
+  const original = await StubHarness.create(kind, { ...options, clock });
   const warmup = rng(42n);
   for (let i = 0; i < 3000; i++) step(original, warmup());
 
@@ -95,6 +122,14 @@ describe('restart from a state image', () => {
 
   it('console_resumes_exactly_from_its_state_window', async () => {
     await splitAndCompare('console', consoleStep, 'state');
+  });
+
+  it('pci_resumes_exactly_from_its_state_window', async () => {
+    await splitAndCompare('pci', pciStep, 'state', { beforeInit: stageTable });
+  });
+
+  it('pci_resumes_exactly_from_a_whole_memory_image', async () => {
+    await splitAndCompare('pci', pciStep, 'memory', { beforeInit: stageTable });
   });
 
   it('remote_irr_survives_restart_and_eoi_redelivers_on_the_successor', async () => {

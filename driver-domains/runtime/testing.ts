@@ -39,10 +39,12 @@ export function loadStubModule(kind: StubKind): Promise<WasmModule> {
   return pending;
 }
 
-export interface HarnessOptions {
+export interface HarnessOptions<K extends StubKind = StubKind> {
   readonly clock?: FakeClock;
   /** Call init() (power-on). False for an instance that is about to receive a state image. */
   readonly init?: boolean;
+  /** Runs before init(): the pci device table (cfg_* exports) is staged here. */
+  readonly beforeInit?: (exports: StubExportsByKind[K]) => void;
 }
 
 export class StubHarness<K extends StubKind> {
@@ -72,9 +74,12 @@ export class StubHarness<K extends StubKind> {
     this.exports = bindExports(kind, instance);
   }
 
-  static async create<K extends StubKind>(kind: K, options: HarnessOptions = {}): Promise<StubHarness<K>> {
+  static async create<K extends StubKind>(kind: K, options: HarnessOptions<K> = {}): Promise<StubHarness<K>> {
     const harness = new StubHarness(kind, await loadStubModule(kind), options.clock ?? new FakeClock());
-    if (options.init ?? true) harness.exports.init();
+    if (options.init ?? true) {
+      options.beforeInit?.(harness.exports);
+      harness.exports.init();
+    }
     return harness;
   }
 
@@ -147,6 +152,12 @@ export class StubHarness<K extends StubKind> {
       throw new StubDomainError('BAD_STATE', `state image of ${image.length} bytes; expected ${size} or a whole memory`);
     }
     if (this.exports.state_valid() !== 1) throw new StubDomainError('BAD_STATE', `${this.kind}: state image has the wrong magic or layout`);
+  }
+
+  /** Bytes of the module's memory (tests that stage input for an export, such as pci's cfg_cap). */
+  writeMemory(at: number, bytes: Uint8Array): void {
+    if (at < 0 || at + bytes.length > this.bytes().length) throw new StubDomainError('ABI_VIOLATION', `write outside memory: ${at}+${bytes.length}`);
+    this.bytes().set(bytes, at);
   }
 
   /** Pending console output as text (console only). */

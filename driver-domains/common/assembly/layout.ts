@@ -9,6 +9,15 @@ export const IOAPIC_PINS: u32 = 24;
 export const LAPIC_BASE: u64 = 0xfee0_0000;
 export const PCI_INTX_GSI_BASE: u32 = 16;
 
+export const PCI_MMIO32_BASE: u64 = 0xc000_0000;
+export const PCI_MMIO32_SIZE: u64 = 0x2000_0000;
+/** The ECAM window's base; the pci domain serves bus 0 only, its first 1 MiB. */
+export const PCI_ECAM_BASE: u64 = 0xe000_0000;
+export const PCI_CONFIG_PORT: u32 = 0xcf8;
+export const PCI_CONFIG_PORTS_SIZE: u32 = 8;
+export const PCI_IO_WINDOW_BASE: u32 = 0x1000;
+export const PCI_IO_WINDOW_SIZE: u32 = 0xf000;
+
 export const COM1_PORT: u32 = 0x3f8;
 export const COM1_SIZE: u32 = 8;
 export const COM1_IRQ: u32 = 4;
