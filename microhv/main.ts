@@ -4,7 +4,7 @@
 // as during a restart. A guest reset reboots it from its boot configuration.
 // Exit status: 0 when the guest powered off (or --until matched), 1 on
 // failure, 2 on bad usage, 124 on --timeout.
-import { closeSync, openSync, readSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -94,10 +94,18 @@ function followLog(path: string, until: string | undefined, count: number, seen:
   };
 }
 
+/** MICROHV_TRACE=1: start-up phases on stderr, in ms since the process started. */
+const trace = process.env.MICROHV_TRACE === '1' ? (what: string): void => console.error(`microhv: +${performance.now().toFixed(0)} ms ${what}`) : (): void => undefined;
+
 async function main(argv: string[]): Promise<number> {
+  trace('modules loaded');
   const o = parse(argv);
   writeFileSync(o.consoleLog, '');
-  const guest = Guest.create({ kernel: readFileSync(o.kernel), initrd: o.initrd ? readFileSync(o.initrd) : undefined, cmdline: o.cmdline, memMiB: o.memMiB, vcpus: o.vcpus });
+  const kernel = readFileSync(o.kernel);
+  const initrd = o.initrd ? readFileSync(o.initrd) : undefined;
+  trace('images read');
+  const guest = Guest.create({ kernel, initrd, cmdline: o.cmdline, memMiB: o.memMiB, vcpus: o.vcpus });
+  trace('guest created');
   const reactor = new Reactor();
   const manager = new DomainManager(reactor, guest);
   const runtime = join(dirname(fileURLToPath(import.meta.url)), '../driver-domains/runtime/main.js');
@@ -119,7 +127,9 @@ async function main(argv: string[]): Promise<number> {
   };
   let untilSeen = (): void => undefined;
   const echo = followLog(o.consoleLog, o.until, o.untilCount, () => untilSeen());
-  const ticker = setInterval(echo, 100);
+  // inotify wakes the echo as soon as the console domain writes; the ticker is the fallback.
+  const watcher = watch(o.consoleLog, () => echo());
+  const ticker = setInterval(echo, 250);
   const result = await new Promise<number>((resolve) => {
     untilSeen = () => { console.error(`microhv: console showed "${o.until}"${o.untilCount > 1 ? ` ${o.untilCount} times` : ''}`); resolve(0); };
     manager.on('down', (name, why) => { console.error(`microhv: domain ${name} is DOWN: ${why}`); });
@@ -153,7 +163,8 @@ async function main(argv: string[]): Promise<number> {
     if (o.timeoutS !== undefined) timers.push(setTimeout(() => { console.error(`microhv: timeout after ${o.timeoutS} s`); resolve(124); }, o.timeoutS * 1000));
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(130));
     manager.start();
-    guest.start().catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });
+    trace('domains spawned');
+    guest.start().then(() => trace('vCPUs running')).catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });
     for (const f of o.faults) timers.push(setTimeout(() => { inject(f); timers.push(setInterval(() => inject(f), f.everyMs)); }, f.firstMs));
   });
   for (const t of timers) clearInterval(t);
@@ -161,6 +172,7 @@ async function main(argv: string[]): Promise<number> {
   manager.stop();
   echo();
   clearInterval(ticker);
+  watcher.close();
   await reactor.stop();
   guest.destroy();
   console.error(`microhv: domains ${JSON.stringify(manager.health())}`);

@@ -20,12 +20,15 @@ function command(c: Contender): { file: string; args: string[]; env: NodeJS.Proc
     case 'qemu':
       return { file: 'sh', args: ['-c', qemuGuestCommand({ ...boot, timeoutS: Number(qemuTimeoutS) })], env: process.env };
     case 'microhv':
-      // The bring-up program with the platform (COM1, i8042, ACPI PM, IO-APIC) served by the wasm stub
-      // modules and interrupts delivered; no noapic. It reads the memory size from its own default (512 MiB).
+      // The product: `microhv run` with its console and ioapic domains as supervised processes, the
+      // guest booting with its IO-APIC (no noapic). The console is echoed on stdout, where the init
+      // line is watched; --no-reboot matches QEMU's.
       return {
         file: process.execPath,
-        args: ['dist/tests/support/boot-bringup.js', GUEST_IN_TESTHOST, microhvTimeoutS, String(boot.smp), 'reboot: Power down', guestCmdline(boot)],
-        env: { ...process.env, BRINGUP_PLATFORM: '/opt/microhv/build/driver-domains', BRINGUP_KLOG: '0' },
+        args: ['dist/microhv/main.js', 'run', '--kernel', `${GUEST_IN_TESTHOST}/vmlinuz`, '--initrd', `${GUEST_IN_TESTHOST}/initramfs.cpio`,
+          '--cmdline', guestCmdline(boot), '--vcpus', String(boot.smp), '--mem', String(boot.memMiB), '--no-reboot',
+          '--console-log', `/tmp/bench-boot-console-${process.pid}.log`, '--timeout', microhvTimeoutS],
+        env: process.env,
       };
     default: {
       const never: never = c;

@@ -83,4 +83,28 @@ describe('IoapicDelivery', () => {
     expect(count(fd)).toBe(0n);
     sys.close(fd);
   });
+
+  test('a_new_instance_sends_one_msi_on_an_asserted_unmasked_pin_once_its_first_route_is_acknowledged', async () => {
+    // Arrange: pin 4 unmasked with its line high (a predecessor may have died holding its MSI); pin 5 low.
+    const fd = sys.eventfd(0, sys.consts.EFD_NONBLOCK | sys.consts.EFD_CLOEXEC);
+    const io = fakeIoapic();
+    io.unmask(0x24);
+    const ch = { ...fakeChannel(fd), lineLevel: (pin: number): 0 | 1 => (pin === 4 ? 1 : 0) };
+    const d = new IoapicDelivery(io.ex, ch);
+    await d.bind();
+    d.sync();
+    expect(count(fd)).toBe(0n);
+    // Act
+    for (const a of ch.acks.splice(0)) a();
+    await flush();
+    // Assert: exactly one, and only at the first acknowledgement.
+    expect(count(fd)).toBe(1n);
+    expect(d.counters.restart_kicks).toBe(1);
+    io.unmask(0x25);
+    d.sync();
+    for (const a of ch.acks.splice(0)) a();
+    await flush();
+    expect(count(fd)).toBe(0n);
+    sys.close(fd);
+  });
 });

@@ -6,6 +6,12 @@
 // pin's irqfd: KVM injects it through the route microhv installed. A pin
 // whose new route microhv has not acknowledged yet holds its MSIs until it
 // has, so no interrupt leaves with a stale vector or destination.
+//
+// Held MSIs live in this process only. A predecessor killed while holding one
+// took it along, so a new instance, once microhv has acknowledged a pin's
+// first route, sends one MSI on that pin if its line is asserted and its route
+// unmasked: the interrupt a line still asks for is delivered at least once (a
+// spurious one is possible, and handlers tolerate it), never lost.
 import * as sys from '../../microhv/sys/index.js';
 import type { RouteIoapicPin, TriggerMode } from '../../idl/generated/control.js';
 import { IOAPIC_PINS } from '../../boot/layout.js';
@@ -17,13 +23,17 @@ export interface DeliveryChannel {
   bindGsi(gsi: number, trigger: TriggerMode): Promise<number>;
   /** RouteIoapicPin, resolved on microhv's Ack. */
   routePin(route: Omit<RouteIoapicPin, 'guestId'>): Promise<void>;
+  /** The pin's line level now (the lines page), for the first-route kick; none: no line sources. */
+  lineLevel?(pin: number): 0 | 1;
   warn(text: string): void;
 }
 
-export interface DeliveryCounters { delivered: number; held: number; unmatched: number; unrepresentable: number; undeliverable: number; route_errors: number; routes_sent: number }
+export interface DeliveryCounters { delivered: number; held: number; unmatched: number; unrepresentable: number; undeliverable: number; route_errors: number; routes_sent: number; restart_kicks: number }
 
 export class IoapicDelivery {
-  readonly counters: DeliveryCounters = { delivered: 0, held: 0, unmatched: 0, unrepresentable: 0, undeliverable: 0, route_errors: 0, routes_sent: 0 };
+  readonly counters: DeliveryCounters = { delivered: 0, held: 0, unmatched: 0, unrepresentable: 0, undeliverable: 0, route_errors: 0, routes_sent: 0, restart_kicks: 0 };
+  /** Pins whose first route this instance has had acknowledged. */
+  private readonly settled: boolean[] = new Array<boolean>(IOAPIC_PINS).fill(false);
   private readonly irqfds: Array<number | undefined> = [];
   private readonly sent: Array<PinRoute['request'] | undefined> = [];
   private readonly inflight: number[] = new Array<number>(IOAPIC_PINS).fill(0);
@@ -106,8 +116,17 @@ export class IoapicDelivery {
   private acked(pin: number): void {
     this.inflight[pin] = Math.max(0, (this.inflight[pin] ?? 0) - 1);
     if (this.inflight[pin] !== 0) return;
-    const n = this.held[pin] ?? 0;
+    let n = this.held[pin] ?? 0;
     this.held[pin] = 0;
+    if (!this.settled[pin]) {
+      this.settled[pin] = true;
+      // What a killed predecessor may have been holding (see the file comment).
+      const sent = this.sent[pin];
+      if (n === 0 && sent !== undefined && !sent.masked && this.ch.lineLevel?.(pin) === 1) {
+        this.counters.restart_kicks++;
+        n = 1;
+      }
+    }
     // Edge MSIs held meanwhile coalesce into one, as an edge the LAPIC has not accepted yet would.
     if (n > 0) this.fire(pin);
   }

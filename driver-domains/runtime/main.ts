@@ -286,6 +286,7 @@ class Domain {
       routePin: async (route) => {
         await this.request({ case: 'routeIoapicPin', value: { guestId: guest, ...route } }, 'ack');
       },
+      lineLevel: (pin) => this.lineFds?.lines.level(pin) ?? 0,
       warn: (text) => this.warn(text),
     });
     if (await delivery.bind()) this.delivery = delivery;

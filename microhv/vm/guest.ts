@@ -35,6 +35,14 @@ export interface GuestEvents {
 interface PowerOnState { readonly regs: Regs; readonly sregs: Sregs; readonly lapic: Uint8Array; readonly mpState: number; readonly msrs: MsrEntry[] }
 interface VcpuThread { readonly vcpu: Vcpu; worker?: Worker; exited?: Promise<void>; tid?: number; control: SharedArrayBuffer; readonly powerOn: PowerOnState }
 
+/** A vCPU thread started ahead of its vCPU: its modules load while the core builds the guest. */
+interface SpareWorker { readonly worker: Worker; error?: Error }
+function spareWorker(): SpareWorker {
+  const spare: SpareWorker = { worker: new Worker(compiledWorker(import.meta.url, 'vcpu-worker.js')) };
+  spare.worker.once('error', (e) => { spare.error = e; });
+  return spare;
+}
+
 const KICK = sys.consts.SIGUSR2;
 const MAX_VCPUS = 64;
 
@@ -47,6 +55,8 @@ export class Guest extends EventEmitter<GuestEvents> {
   /** GSI routes and irqfds; only the core touches them, on domains' semantic requests. */
   readonly irq: IrqRouting;
   private readonly threads: VcpuThread[] = [];
+  /** Threads started ahead of start(); a restart after a reset starts new ones. */
+  private readonly spares: SpareWorker[] = [];
 
   private constructor(private readonly kvm: Kvm, private readonly vm: Vm, readonly memory: GuestMemory, readonly plan: BootPlan, private readonly mmapSize: number) {
     super();
@@ -56,34 +66,41 @@ export class Guest extends EventEmitter<GuestEvents> {
   static create(cfg: BootConfig): Guest {
     if (!Number.isInteger(cfg.vcpus) || cfg.vcpus < 1 || cfg.vcpus > MAX_VCPUS) throw new RangeError(`vcpus must be 1..${MAX_VCPUS}`);
     const plan = planLinuxBoot({ kernel: cfg.kernel, initrd: cfg.initrd, cmdline: cfg.cmdline, ramBytes: cfg.memMiB * 2 ** 20, vcpus: cfg.vcpus });
-    const kvm = Kvm.open();
-    const vm = kvm.createVm();
-    vm.setTssAddr(KVM_TSS);
-    vm.setIdentityMapAddr(BigInt(KVM_IDENTITY_MAP));
-    // Split irqchip: LAPICs in KVM, the IO-APIC in the ioapic domain. Must precede vCPU creation.
-    vm.enableSplitIrqchip(IOAPIC_PINS);
-    const memory = GuestMemory.create(plan.memory);
-    const guest = new Guest(kvm, vm, memory, plan, kvm.vcpuMmapSize());
-    memory.registerWith(vm);
-    for (const w of plan.writes) memory.write(w.gpa, w.bytes);
-    const supported = kvm.supportedCpuid();
-    for (let i = 0; i < cfg.vcpus; i++) {
-      const vcpu = vm.createVcpu(i);
-      vcpu.setCpuid2(guestCpuid(supported, i, cfg.vcpus));
-      vcpu.setMsrs(bootMsrs());
-      // Secondary vCPUs wait for INIT/SIPI in the in-kernel LAPIC; only the boot vCPU gets the entry state.
-      if (i === 0) {
-        const cur = vcpu.getSregs();
-        const s = plan.sregs;
-        vcpu.setSregs({ ...cur, cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer, gdt: { ...cur.gdt, ...s.gdt }, idt: { ...cur.idt, ...s.idt },
-          cs: { ...cur.cs, ...s.cs }, ds: { ...cur.ds, ...s.ds }, es: { ...cur.es, ...s.es }, fs: { ...cur.fs, ...s.fs },
-          gs: { ...cur.gs, ...s.gs }, ss: { ...cur.ss, ...s.ss }, tr: { ...cur.tr, ...s.tr } });
-        vcpu.setRegs({ ...vcpu.getRegs(), ...plan.regs });
+    const spares = Array.from({ length: cfg.vcpus }, spareWorker);
+    try {
+      const kvm = Kvm.open();
+      const vm = kvm.createVm();
+      vm.setTssAddr(KVM_TSS);
+      vm.setIdentityMapAddr(BigInt(KVM_IDENTITY_MAP));
+      // Split irqchip: LAPICs in KVM, the IO-APIC in the ioapic domain. Must precede vCPU creation.
+      vm.enableSplitIrqchip(IOAPIC_PINS);
+      const memory = GuestMemory.create(plan.memory);
+      const guest = new Guest(kvm, vm, memory, plan, kvm.vcpuMmapSize());
+      memory.registerWith(vm);
+      for (const w of plan.writes) memory.write(w.gpa, w.bytes);
+      const supported = kvm.supportedCpuid();
+      for (let i = 0; i < cfg.vcpus; i++) {
+        const vcpu = vm.createVcpu(i);
+        vcpu.setCpuid2(guestCpuid(supported, i, cfg.vcpus));
+        vcpu.setMsrs(bootMsrs());
+        // Secondary vCPUs wait for INIT/SIPI in the in-kernel LAPIC; only the boot vCPU gets the entry state.
+        if (i === 0) {
+          const cur = vcpu.getSregs();
+          const s = plan.sregs;
+          vcpu.setSregs({ ...cur, cr0: s.cr0, cr3: s.cr3, cr4: s.cr4, efer: s.efer, gdt: { ...cur.gdt, ...s.gdt }, idt: { ...cur.idt, ...s.idt },
+            cs: { ...cur.cs, ...s.cs }, ds: { ...cur.ds, ...s.ds }, es: { ...cur.es, ...s.es }, fs: { ...cur.fs, ...s.fs },
+            gs: { ...cur.gs, ...s.gs }, ss: { ...cur.ss, ...s.ss }, tr: { ...cur.tr, ...s.tr } });
+          vcpu.setRegs({ ...vcpu.getRegs(), ...plan.regs });
+        }
+        const powerOn = { regs: vcpu.getRegs(), sregs: vcpu.getSregs(), lapic: vcpu.getLapic(), mpState: vcpu.getMpState(), msrs: readableMsrs(vcpu, RESET_MSRS) };
+        guest.threads.push({ vcpu, control: new SharedArrayBuffer(VCPU_CTL.WORDS * 4), powerOn });
+        guest.spares.push(spares[i]!);
       }
-      const powerOn = { regs: vcpu.getRegs(), sregs: vcpu.getSregs(), lapic: vcpu.getLapic(), mpState: vcpu.getMpState(), msrs: readableMsrs(vcpu, RESET_MSRS) };
-      guest.threads.push({ vcpu, control: new SharedArrayBuffer(VCPU_CTL.WORDS * 4), powerOn });
+      return guest;
+    } catch (e) {
+      for (const spare of spares) void spare.worker.terminate();
+      throw e;
     }
-    return guest;
   }
 
   /** The VM's fd, for the core's own interrupt delivery (never handed to a domain). */
@@ -93,10 +110,12 @@ export class Guest extends EventEmitter<GuestEvents> {
   async start(): Promise<void> {
     if (this.state !== 'created') throw new Error(`cannot start a guest that is ${this.state}`);
     this.state = 'running';
-    const path = compiledWorker(import.meta.url, 'vcpu-worker.js');
+    const spares = this.spares.splice(0);
     await Promise.all(this.threads.map((t, index) => new Promise<void>((resolve, reject) => {
       const input: VcpuInput = { index, vcpuFd: t.vcpu.fd, mmapSize: this.mmapSize, kickSignal: KICK, control: t.control, stats: this.stats, ranges: this.ranges.buffer, endpoints: this.endpoints.buffer };
-      const w = new Worker(path, { workerData: input });
+      const spare = spares[index] ?? spareWorker();
+      const w = spare.worker;
+      if (spare.error) { reject(spare.error); this.fail(`vCPU ${index} thread: ${spare.error.message}`); return; }
       t.worker = w;
       t.exited = new Promise<void>((r) => { w.once('exit', () => r()); });
       w.on('error', (e) => { reject(e); this.fail(`vCPU ${index} thread: ${e.message}`); });
@@ -110,6 +129,7 @@ export class Guest extends EventEmitter<GuestEvents> {
           default: { const never: never = ev; this.fail(`vCPU ${index}: unknown event ${JSON.stringify(never)}`); }
         }
       });
+      w.postMessage(input);
     })));
   }
 
@@ -212,6 +232,7 @@ export class Guest extends EventEmitter<GuestEvents> {
   destroy(): void {
     if (this.state === 'running' || this.state === 'paused') throw new Error('stop the guest before destroying it');
     for (const t of this.threads) t.vcpu.close();
+    for (const spare of this.spares.splice(0)) void spare.worker.terminate();
     this.memory.close();
     sys.close(this.vm.fd);
     this.kvm.close();

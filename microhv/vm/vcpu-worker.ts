@@ -3,7 +3,7 @@
 // must see (power events, failures) are posted; port and MMIO accesses are
 // dispatched here, on the vCPU's own thread, without a round trip through
 // the main thread.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import * as sys from '../sys/index.js';
 import { Vcpu } from '../kvm/index.js';
 import { KVM_SYSTEM_EVENT } from '../kvm/abi.js';
@@ -84,12 +84,15 @@ function main(input: VcpuInput): VcpuEvent {
   }
 }
 
-if (parentPort !== null) {
+// The thread is started early (its modules load while the core builds the guest) and runs its vCPU
+// when the core posts the VcpuInput.
+const port = parentPort;
+port?.once('message', (input: VcpuInput) => {
   let ev: VcpuEvent;
   try {
-    ev = main(workerData as VcpuInput);
+    ev = main(input);
   } catch (e) {
     ev = { type: 'failed', detail: e instanceof Error ? e.message : String(e) };
   }
-  parentPort.postMessage(ev);
-}
+  port.postMessage(ev);
+});
