@@ -44,7 +44,7 @@ export interface StateRef {
 /** What a running device may ask of its transport. */
 export interface VirtioHost {
   /** A fault that stops the device until the driver resets it: sets DEVICE_NEEDS_RESET. */
-  needsReset(fault: GuestFault, detail?: string): void;
+  needsReset(cause: GuestFault | (string & {}), detail?: string): void;
   /** A used-buffer notification for queue q (the queue already decided the driver wants one). */
   interruptQueue(queue: number): void;
 }
@@ -72,7 +72,8 @@ export interface VirtioDevice {
   readonly configLength: number;
   /** Reads `size` bytes at `offset` of the device configuration (within configLength). */
   readConfig(offset: number, size: number): bigint;
-  writeConfig(offset: number, size: number, value: bigint): void;
+  /** A driver write; `features` are the driver's (some fields are writable only with a feature). */
+  writeConfig(offset: number, size: number, value: bigint, features: bigint): void;
   /** FEATURES_OK: false refuses the combination; true may adjust the configuration. */
   acceptFeatures(features: bigint): boolean;
   start(run: DeviceRun): void;

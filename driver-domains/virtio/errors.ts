@@ -82,6 +82,7 @@ export class FaultCounters<K extends string = string> {
 
   constructor(
     private readonly log: ((line: string) => void) | undefined = undefined,
+    private readonly label = 'guest fault',
     private readonly burst = 10,
     private readonly every = 1000,
   ) {}
@@ -90,7 +91,7 @@ export class FaultCounters<K extends string = string> {
     const n = (this.counts.get(cause) ?? 0) + 1;
     this.counts.set(cause, n);
     if (this.log !== undefined && (n <= this.burst || n % this.every === 0)) {
-      this.log(`guest fault ${cause} (#${n})${detail === undefined ? '' : `: ${detail}`}`);
+      this.log(`${this.label} ${cause} (#${n})${detail === undefined ? '' : `: ${detail}`}`);
     }
   }
 

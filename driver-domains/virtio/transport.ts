@@ -166,8 +166,8 @@ export class VirtioPciTransport implements VirtioHost {
 
   // ------------------------------------------------------------ VirtioHost
 
-  needsReset(fault: GuestFault, detail?: string): void {
-    this.o.counters.bump(fault, detail);
+  needsReset(cause: GuestFault | (string & {}), detail?: string): void {
+    this.o.counters.bump(cause, detail);
     const status = this.status();
     if ((status & STATUS.NEEDS_RESET) !== 0) return;
     VirtioTransportState.storeDeviceStatus(this.t.m, this.t.base, status | STATUS.NEEDS_RESET);
@@ -235,7 +235,7 @@ export class VirtioPciTransport implements VirtioHost {
       this.o.counters.bump('read_only_write', 'ISR');
     } else if (offset < DEVICE_CFG_OFFSET + WINDOW) {
       const at = offset - DEVICE_CFG_OFFSET;
-      if (at + size <= this.o.device.configLength) this.o.device.writeConfig(at, size, v);
+      if (at + size <= this.o.device.configLength) this.o.device.writeConfig(at, size, v, this.driverFeatures());
       else this.o.counters.bump('bad_access', `write past device cfg at 0x${at.toString(16)}`);
     } else {
       this.o.counters.bump('bad_access', `write at 0x${offset.toString(16)}`);
