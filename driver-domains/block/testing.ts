@@ -227,7 +227,7 @@ export class BlockGuest {
   }
 
   /** A chain of the caller's own buffers (hostile tests), with a request record for its status byte. */
-  raw(buffers: readonly Buffer[], statusGpa: number, opts: { q?: number; indirect?: boolean } = {}): GuestRequest {
+  raw(buffers: readonly Buffer[], statusGpa: number, opts: { q?: number; indirect?: boolean; kick?: boolean } = {}): GuestRequest {
     return this.post(opts.q ?? 0, buffers, { queue: opts.q ?? 0, type: -1, statusGpa, dataGpa: 0, dataLen: 0, completions: 0, usedLen: -1 }, opts);
   }
 
