@@ -117,6 +117,8 @@ export interface BlockGuestOptions {
   readonly queues?: number;
   readonly msix?: boolean;
   readonly faultHook?: FaultHook;
+  /** Guest RAM, bytes (default 16 MiB). */
+  readonly ramBytes?: number;
 }
 
 export const ALL_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX) |
@@ -124,7 +126,7 @@ export const ALL_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC
 
 /** The guest: memory, a virtio-blk driver on top of the Linux-like virtio-pci driver, and checks. */
 export class BlockGuest {
-  readonly fake = new FakeGuestMemory([{ gpa: 0, size: 16 << 20 }]);
+  readonly fake: FakeGuestMemory;
   readonly interrupts = new RecordingInterrupts();
   readonly region: SharedBytes;
   readonly backend: MemoryBackend;
@@ -138,6 +140,7 @@ export class BlockGuest {
   readonly completed: GuestRequest[] = [];
 
   constructor(private readonly o: BlockGuestOptions = {}) {
+    this.fake = new FakeGuestMemory([{ gpa: 0, size: o.ramBytes ?? 16 << 20 }]);
     this.backend = o.backend ?? new MemoryBackend((o.sectors ?? 2048) * SECTOR);
     this.region = new SharedBytes(new ArrayBuffer(blockStateBytes(o.options ?? {})));
     // The guest reaches whichever domain instance is current: a successor serves the same BAR.
@@ -277,4 +280,16 @@ export function pattern(sector: number, count: number, gen: number): Uint8Array 
   const dv = new DataView(out.buffer);
   for (let i = 0; i < out.byteLength; i += 4) dv.setUint32(i, Math.imul((sector * SECTOR + i) ^ (gen * 0x9e3779b1), 0x85ebca6b) >>> 0, true);
   return out;
+}
+
+/**
+ * -1 when `a` and `b` hold the same bytes, else the first offset where they differ (the length
+ * of the shorter one when only the lengths differ). Tests compare disks and buffers with this:
+ * a deep equality over typed arrays costs tens of milliseconds per 8 KiB.
+ */
+export function firstDiff(a: Uint8Array, b: Uint8Array): number {
+  if (Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))) return -1;
+  const n = Math.min(a.byteLength, b.byteLength);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
 }
