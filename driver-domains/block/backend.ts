@@ -42,6 +42,8 @@ export interface FileBackendOptions {
   readonly directAlign?: number;
   /** Source of aligned bounce buffers (tests may pass their own). */
   readonly allocator?: AlignedAllocator;
+  /** fallocate(2); tests replace it to see the fallbacks a file system without it gets. */
+  readonly fallocate?: typeof fallocate;
 }
 
 /** Bytes per write of the WRITE_ZEROES fallback. */
@@ -79,8 +81,11 @@ export class FileBackend implements BlockBackend {
   /** Bounced requests so far (the device reports the count). */
   bounced = 0;
 
-  private constructor(private readonly fh: fsp.FileHandle, readonly size: number, readonly readOnly: boolean, readonly ioAlign: number, allocator?: AlignedAllocator) {
-    this.pool = ioAlign > 1 ? new AlignedPool(allocator) : undefined;
+  private readonly fallocate: typeof fallocate;
+
+  private constructor(private readonly fh: fsp.FileHandle, readonly size: number, readonly readOnly: boolean, readonly ioAlign: number, o: FileBackendOptions) {
+    this.pool = ioAlign > 1 ? new AlignedPool(o.allocator) : undefined;
+    this.fallocate = o.fallocate ?? fallocate;
   }
 
   static async open(path: string, o: FileBackendOptions = {}): Promise<FileBackend> {
@@ -98,7 +103,7 @@ export class FileBackend implements BlockBackend {
       await fh.close();
       throw new BlockError('BAD_IMAGE', `${path} is not a regular file`);
     }
-    return new FileBackend(fh, st.size, readOnly, align, o.allocator);
+    return new FileBackend(fh, st.size, readOnly, align, o);
   }
 
   async read(offset: number, iov: readonly Uint8Array[], aligned: boolean): Promise<void> {
@@ -149,7 +154,7 @@ export class FileBackend implements BlockBackend {
 
   async discard(offset: number, length: number): Promise<SpaceOutcome> {
     try {
-      await fallocate(this.fh.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+      await this.fallocate(this.fh.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
       return 'punched';
     } catch (err) {
       // DISCARD is a hint (virtio 1.2, 5.2.6.2: the device MAY deallocate). Writing zeroes
@@ -165,7 +170,7 @@ export class FileBackend implements BlockBackend {
       : [[FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, 'zero_range']];
     for (const [mode, outcome] of modes) {
       try {
-        await fallocate(this.fh.fd, mode, offset, length);
+        await this.fallocate(this.fh.fd, mode, offset, length);
         return outcome;
       } catch (err) {
         if (!unsupported(err)) throw err;

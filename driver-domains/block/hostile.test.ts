@@ -7,14 +7,14 @@ import { STATUS, bit } from '../virtio/device.js';
 import type { Buffer } from '../virtio/testing.js';
 import { SIZE_MAX, VIRTIO_BLK_F } from './config.js';
 import { VIRTIO_BLK_S, VIRTIO_BLK_T } from './request.js';
-import { ALL_FEATURES, BlockGuest } from './testing.js';
+import { ALL_FEATURES, BlockGuest, type BlockGuestOptions, MemoryBackend } from './testing.js';
 
 const IOERR = VIRTIO_BLK_S.IOERR;
 const UNSUPP = VIRTIO_BLK_S.UNSUPP;
 
 /** A guest with helpers to lay out a request's header, data and status by hand. */
-function guest(opts: ConstructorParameters<typeof BlockGuest>[0] = {}) {
-  const g = new BlockGuest(opts).init();
+function guest(opts: BlockGuestOptions = {}) {
+  const g = new BlockGuest<MemoryBackend>(opts).init();
   const header = (type: number, sector = 0n): number => {
     const gpa = g.fake.alloc(VirtioBlkReqHeader.SIZE, 16);
     const h = g.fake.at(gpa, VirtioBlkReqHeader.SIZE);

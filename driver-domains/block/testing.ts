@@ -108,9 +108,10 @@ export interface GuestRequest {
   usedLen: number;
 }
 
-export interface BlockGuestOptions {
+export interface BlockGuestOptions<B extends BlockBackend = MemoryBackend> {
   readonly options?: BlockOptions;
-  readonly backend?: MemoryBackend;
+  /** The disk (default: a MemoryBackend of `sectors` sectors). */
+  readonly backend?: B;
   readonly sectors?: number;
   /** Features the driver accepts (default: all the device offers). */
   readonly wanted?: bigint;
@@ -125,11 +126,11 @@ export const ALL_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC
   Object.values(VIRTIO_BLK_F).reduce((a, f) => a | bit(f), 0n);
 
 /** The guest: memory, a virtio-blk driver on top of the Linux-like virtio-pci driver, and checks. */
-export class BlockGuest {
+export class BlockGuest<B extends BlockBackend = MemoryBackend> {
   readonly fake: FakeGuestMemory;
   readonly interrupts = new RecordingInterrupts();
   readonly region: SharedBytes;
-  readonly backend: MemoryBackend;
+  readonly backend: B;
   domain!: BlockDomain;
   readonly driver: VirtioPciDriver;
   queues: DriverQueue[] = [];
@@ -139,9 +140,9 @@ export class BlockGuest {
   readonly anomalies: string[] = [];
   readonly completed: GuestRequest[] = [];
 
-  constructor(private readonly o: BlockGuestOptions = {}) {
+  constructor(private readonly o: BlockGuestOptions<B> = {}) {
     this.fake = new FakeGuestMemory([{ gpa: 0, size: o.ramBytes ?? 16 << 20 }]);
-    this.backend = o.backend ?? new MemoryBackend((o.sectors ?? 2048) * SECTOR);
+    this.backend = o.backend ?? (new MemoryBackend((o.sectors ?? 2048) * SECTOR) as unknown as B);
     this.region = new SharedBytes(new ArrayBuffer(blockStateBytes(o.options ?? {})));
     // The guest reaches whichever domain instance is current: a successor serves the same BAR.
     const bar: Bar = { read: (off, size) => this.domain.transport.read(off, size), write: (off, size, v) => this.domain.transport.write(off, size, v) };
