@@ -172,6 +172,12 @@ export class DriverQueue {
     this.outstanding.add(head);
   }
 
+  /** Moves avail->idx by `n` without adding entries (hostile tests: an index that jumps). */
+  jumpAvail(n: number): void {
+    this.availIdx = (this.availIdx + n) & 0xffff;
+    this.setAvailIdx(this.availIdx);
+  }
+
   /** Stores avail->idx directly (hostile tests: an index that jumps). */
   setAvailIdx(idx: number): void {
     const { mem, at } = this.mem.at(this.avail, VirtqAvailHeader.SIZE);
