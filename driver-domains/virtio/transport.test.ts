@@ -138,6 +138,16 @@ describe('VirtioPciTransport: interrupts', () => {
     expect(driver.isr()).toBe(0);
   });
 
+  it('successor_raises_intx_again_for_an_isr_its_predecessor_left_unread', () => {
+    const first = running();
+    first.transport.interruptQueue(0);
+    const next = transportFixture(new StubDevice(FEATURES), { state: first.state, fake: first.fake, fresh: false });
+    next.transport.resume();
+
+    expect(next.interrupts.level).toBe(true);
+    expect(next.driver.isr()).toBe(ISR_QUEUE);
+  });
+
   it('queue_interrupt_uses_the_queue_msix_vector_and_leaves_isr_alone', () => {
     const { driver, transport, interrupts } = running({ msix: true });
     transport.interruptQueue(0);

@@ -63,6 +63,8 @@ export class VirtioPciTransport implements VirtioHost {
    * device from the registers and cursors in the state region.
    */
   resume(): void {
+    // The sink keeps no state across instances: tell it the line level the ISR implies.
+    this.o.interrupts.intx(VirtioTransportState.loadIsr(this.t.m, this.t.base) !== 0);
     if (VirtioTransportState.loadResetPending(this.t.m, this.t.base) !== 0) {
       this.o.device.reset(() => this.finishReset());
       return;
