@@ -71,6 +71,30 @@ describe('parseRequest framing', () => {
   });
 });
 
+describe('parseRequest with O_DIRECT', () => {
+  const direct: ParseContext = { limits: blockLimits({}, 1 << 20, 4096), discard: true, writeZeroes: true, hostAligned: () => true };
+
+  it('lets_o_direct_use_data_buffers_of_their_own_in_place', () => {
+    const read = parseRequest(chain([seg(header(VIRTIO_BLK_T.IN, 8n), false), seg(new Uint8Array(4096), true), seg(new Uint8Array(1), true)]), direct);
+    const write = parseRequest(chain([seg(header(VIRTIO_BLK_T.OUT, 8n), false), seg(new Uint8Array(4096), false), seg(new Uint8Array(1), true)]), direct);
+
+    expect(read).toMatchObject({ kind: 'read', aligned: true });
+    expect(write).toMatchObject({ kind: 'write', aligned: true });
+  });
+
+  it('bounces_a_read_whose_status_shares_the_data_buffer', () => {
+    const r = parseRequest(chain([seg(header(VIRTIO_BLK_T.IN, 8n), false), seg(new Uint8Array(4097), true)]), direct);
+
+    expect(r).toMatchObject({ kind: 'read', aligned: false });
+  });
+
+  it('fails_a_request_not_aligned_to_the_o_direct_block', () => {
+    const r = parseRequest(chain([seg(header(VIRTIO_BLK_T.IN, 1n), false), seg(new Uint8Array(4096), true), seg(new Uint8Array(1), true)]), direct);
+
+    expect(r).toMatchObject({ kind: 'fail', fault: 'unaligned' });
+  });
+});
+
 describe('sliceViews', () => {
   it('covers_a_byte_range_that_spans_several_views', () => {
     const a = Uint8Array.of(0, 1, 2), b = Uint8Array.of(3, 4), c = Uint8Array.of(5, 6, 7);

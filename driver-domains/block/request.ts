@@ -8,7 +8,7 @@
 // first (header, ranges), so the guest cannot change it between the check and the use.
 import { VirtioBlkDiscardWriteZeroes, VirtioBlkReqHeader } from '../../idl/generated/virtio.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
-import type { Chain } from '../virtio/chain.js';
+import type { Chain, Segment } from '../virtio/chain.js';
 import type { SegmentFault } from '../virtio/errors.js';
 import { ID_BYTES, MAX_RANGES, MAX_RANGE_SECTORS, SECTOR, type BlockLimits } from './config.js';
 import type { RequestFault } from './errors.js';
@@ -94,7 +94,8 @@ export function parseRequest(chain: Chain, ctx: ParseContext): BlockRequest | un
   const lastView = last.views[last.views.length - 1];
   if (lastView === undefined) return undefined;
   const status = lastView.subarray(lastView.byteLength - 1);
-  const usedLen = chain.writableBytes;
+  // The used length is 32-bit; the chain decoder fails chains whose buffers add up to more.
+  const usedLen = Math.min(chain.writableBytes, 0xffff_ffff);
   const fail = (fault: RequestFault | SegmentFault, code: number = VIRTIO_BLK_S.IOERR): BlockRequest => ({ kind: 'fail', code, fault, status, usedLen });
   // GUEST-INPUT: a chain with an unusable buffer (outside RAM, over a ring, ...) fails whole.
   if (chain.fault !== undefined) return fail(chain.fault);
@@ -127,9 +128,8 @@ export function parseRequest(chain: Chain, ctx: ParseContext): BlockRequest | un
       const offset = Number(sector) * SECTOR;
       // GUEST-INPUT: O_DIRECT needs offset and length aligned; the guest was told blk_size.
       if (offset % l.ioAlign !== 0 || length % l.ioAlign !== 0) return fail('unaligned');
-      const data = isRead ? segs.filter((s) => s.writable) : segs.filter((s) => !s.writable);
       const iov = isRead ? sliceViews(writable, 0, length) : sliceViews(readable, VirtioBlkReqHeader.SIZE, length);
-      const aligned = l.ioAlign > 1 && dataAligned(data, ctx, l.ioAlign);
+      const aligned = l.ioAlign > 1 && dataAligned(isRead ? segs.filter((s) => s.writable) : segs.filter((s) => !s.writable), isRead, ctx, l.ioAlign);
       return { kind: isRead ? 'read' : 'write', offset, length, iov, aligned, status, usedLen };
     }
     case VIRTIO_BLK_T.FLUSH:
@@ -152,9 +152,16 @@ export function parseRequest(chain: Chain, ctx: ParseContext): BlockRequest | un
   }
 }
 
-function dataAligned(data: readonly { gpa: number; len: number; views: Uint8Array[] }[], ctx: ParseContext, align: number): boolean {
-  // Header and status bytes share no buffer with data in the drivers that matter (Linux puts each
-  // in its own descriptor); a request framed otherwise is simply bounced.
+/**
+ * Whether O_DIRECT can use the data buffers in place: the header (16 readable bytes first) and
+ * the status (the last writable byte) must each have a buffer of their own, as Linux lays them
+ * out, and every data buffer must be one host-aligned view of whole aligned blocks. A request
+ * framed otherwise is bounced.
+ */
+function dataAligned(segs: readonly Segment[], isRead: boolean, ctx: ParseContext, align: number): boolean {
+  const edge = isRead ? segs[segs.length - 1] : segs[0];
+  if (edge?.len !== (isRead ? 1 : VirtioBlkReqHeader.SIZE)) return false;
+  const data = isRead ? segs.slice(0, -1) : segs.slice(1);
   return data.every((s) => s.views.length === 1 && s.len % align === 0 && ctx.hostAligned(s.gpa, s.len));
 }
 

@@ -120,6 +120,8 @@ export interface BlockGuestOptions<B extends BlockBackend = MemoryBackend> {
   readonly faultHook?: FaultHook;
   /** Guest RAM, bytes (default 16 MiB). */
   readonly ramBytes?: number;
+  /** Where guest RAM comes from (default an ArrayBuffer; page-aligned mmaps for O_DIRECT in place). */
+  readonly ramBacking?: (size: number) => { buffer: ArrayBuffer; hostAlign: number };
 }
 
 export const ALL_FEATURES = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX) |
@@ -141,7 +143,7 @@ export class BlockGuest<B extends BlockBackend = MemoryBackend> {
   readonly completed: GuestRequest[] = [];
 
   constructor(private readonly o: BlockGuestOptions<B> = {}) {
-    this.fake = new FakeGuestMemory([{ gpa: 0, size: o.ramBytes ?? 16 << 20 }]);
+    this.fake = new FakeGuestMemory([{ gpa: 0, size: o.ramBytes ?? 16 << 20 }], o.ramBacking);
     this.backend = o.backend ?? (new MemoryBackend((o.sectors ?? 2048) * SECTOR) as unknown as B);
     this.region = new SharedBytes(new ArrayBuffer(blockStateBytes(o.options ?? {})));
     // The guest reaches whichever domain instance is current: a successor serves the same BAR.

@@ -189,6 +189,18 @@ describe('walkChain: hostile buffers (segment faults)', () => {
     expect(chain(q.walk(head)).fault).toBe('buffer_overlaps_ring');
   });
 
+  it('marks_a_chain_whose_buffers_add_up_past_the_32_bit_used_length', () => {
+    const fake = new FakeGuestMemory([{ gpa: 0, size: 1 << 20 }, { gpa: 16 << 20, size: 16 << 20 }]);
+    const dq = new DriverQueue(fake, 0, 256, { eventIdx: false, indirect: false }, noBar);
+    const q = new SplitQueue(fake.memory, { size: 256, desc: dq.desc, driver: dq.avail, device: dq.used }, { eventIdx: false, indirect: false }, 256, []);
+    for (let i = 0; i < 256; i++) dq.writeDesc(i, { addr: 16 << 20, len: 16 << 20, flags: i < 255 ? NEXT | WRITE : WRITE, next: i + 1 });
+
+    const c = chain(q.walk(0));
+
+    expect(c.writableBytes).toBe(2 ** 32);
+    expect(c.fault).toBe('length_overflow');
+  });
+
   it('marks_a_readable_buffer_after_a_writable_one', () => {
     const { dq, q, data } = setup();
     const head = dq.add([{ gpa: data, len: 16, writable: true }, { gpa: data + 16, len: 16, writable: false }]);

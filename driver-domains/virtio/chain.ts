@@ -19,6 +19,9 @@ export const VIRTQ_DESC_F_NEXT = 1;
 export const VIRTQ_DESC_F_WRITE = 2;
 export const VIRTQ_DESC_F_INDIRECT = 4;
 
+/** The most bytes one chain may describe: used elements carry a 32-bit length. */
+export const MAX_CHAIN_BYTES = 0xffff_ffff;
+
 /** One buffer of a chain. */
 export interface Segment {
   readonly gpa: number;
@@ -132,6 +135,8 @@ export function walkChain(ctx: ChainContext, head: number): Chain | QueueFault {
     if (writable) chain.writableBytes += len;
     else chain.readableBytes += len;
     chain.fault ??= fault;
+    // GUEST-INPUT: a chain's total length must fit the 32-bit used length (2.7.8).
+    if (chain.readableBytes + chain.writableBytes > MAX_CHAIN_BYTES) chain.fault ??= 'length_overflow';
     if ((flags & VIRTQ_DESC_F_NEXT) === 0) return chain;
     i = next;
   }

@@ -44,6 +44,7 @@ export const SEGMENT_FAULTS = [
   'buffer_outside_ram', // address + length not entirely in guest RAM
   'buffer_overlaps_ring', // the buffer overlaps a ring of an enabled queue
   'readable_after_writable', // a device-readable buffer after a device-writable one (2.7.4.2)
+  'length_overflow', // the chain's buffers add up to more than 2^32 - 1 bytes (len is 32-bit)
 ] as const;
 export type SegmentFault = (typeof SEGMENT_FAULTS)[number];
 

@@ -19,9 +19,18 @@ export class FakeGuestMemory {
   private next: number;
   private readonly limit: number;
 
-  constructor(layout: readonly { gpa: number; size: number }[] = [{ gpa: 0, size: 4 << 20 }]) {
-    for (const l of layout) this.chunks.push({ gpa: l.gpa, mem: new SharedBytes(new ArrayBuffer(l.size)) });
-    this.memory = new GuestMemory(this.chunks.map((c) => ({ gpa: c.gpa, bytes: c.mem.u8 })));
+  /**
+   * `backing` supplies each region's bytes (default: an ArrayBuffer, host alignment unknown);
+   * tests of O_DIRECT in place pass page-aligned mmaps.
+   */
+  constructor(layout: readonly { gpa: number; size: number }[] = [{ gpa: 0, size: 4 << 20 }], backing?: (size: number) => { buffer: ArrayBuffer; hostAlign: number }) {
+    const aligns: number[] = [];
+    for (const l of layout) {
+      const b = backing?.(l.size) ?? { buffer: new ArrayBuffer(l.size), hostAlign: 1 };
+      this.chunks.push({ gpa: l.gpa, mem: new SharedBytes(b.buffer) });
+      aligns.push(b.hostAlign);
+    }
+    this.memory = new GuestMemory(this.chunks.map((c, i) => ({ gpa: c.gpa, bytes: c.mem.u8, hostAlign: aligns[i] })));
     const first = layout[0];
     if (first === undefined) throw new RangeError('no regions');
     // Leave the first page unused, so gpa 0 is never a valid allocation.
