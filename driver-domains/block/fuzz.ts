@@ -17,7 +17,7 @@
 import { pathToFileURL } from 'node:url';
 import { walkChain, type Chain } from '../virtio/chain.js';
 import { DriverQueue, FakeGuestMemory } from '../virtio/testing.js';
-import { VirtioBlkReqHeader } from '../../idl/generated/virtio.js';
+import { VirtioBlkReqHeader, VirtqUsedElem } from '../../idl/generated/virtio.js';
 import type { Buffer } from '../virtio/testing.js';
 import { blockLimits, SECTOR } from './config.js';
 import { VIRTIO_BLK_T, parseRequest } from './request.js';
@@ -145,7 +145,7 @@ export async function runDevice(input: Uint8Array): Promise<void> {
   const used = dq.usedIdx();
   for (let i = 0; i < Math.min(used, SIZE); i++) {
     const e = g.fake.at(dq.used + 4 + 8 * i, 8);
-    const id = e.mem.dv.getUint32(e.at, true); // VirtqUsedElem.id, read raw to check the device's writes
+    const id = VirtqUsedElem.getId(e.mem, e.at);
     if (!made.has(id)) throw new Error(`used element for head ${id}, never made available`);
   }
   if (g.domain.device.inFlight !== 0) throw new Error(`${g.domain.device.inFlight} requests still in flight when idle`);

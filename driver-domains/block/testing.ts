@@ -281,6 +281,7 @@ export class BlockGuest<B extends BlockBackend = MemoryBackend> {
 export function pattern(sector: number, count: number, gen: number): Uint8Array {
   const out = new Uint8Array(count * SECTOR);
   const dv = new DataView(out.buffer);
+  // Test data, not a record: one hashed word per 4 bytes.
   for (let i = 0; i < out.byteLength; i += 4) dv.setUint32(i, Math.imul((sector * SECTOR + i) ^ (gen * 0x9e3779b1), 0x85ebca6b) >>> 0, true);
   return out;
 }

@@ -314,6 +314,7 @@ export class VirtioPciTransport implements VirtioHost {
 
   /** @internal A vector the MSI-X table has, else NO_VECTOR (4.1.4.3.2). */
   vector(v: number, what: string): number {
+    // GUEST-INPUT: a vector must name an entry of the MSI-X table.
     if (v === NO_VECTOR || v < this.o.msixVectors) return v;
     this.o.counters.bump('bad_msix_vector', `${what} ${v}`);
     return NO_VECTOR;
