@@ -40,6 +40,10 @@ describe('virtio PCI capabilities', () => {
     expect(n.capLen).toBe(20);
   });
 
+  it('gives_each_capability_on_its_own_with_its_length_and_type', () => {
+    expect(caps.each.map((c) => [c.byteLength, c[2], c[3]])).toEqual([[16, 16, 1], [20, 20, 2], [16, 16, 3], [16, 16, 4], [20, 20, 5]]);
+  });
+
   it('identifies_a_modern_virtio_block_device', () => {
     expect(pciIdentity(2, 0x018000)).toMatchObject({ vendorId: 0x1af4, deviceId: 0x1042, revisionId: 1 });
   });

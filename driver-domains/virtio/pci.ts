@@ -75,6 +75,11 @@ export interface CapabilityOptions {
 export interface Capabilities {
   /** The capability bytes, to be copied to config space at `at`. */
   readonly bytes: Uint8Array;
+  /**
+   * Each capability on its own, in order (common, notify, ISR, device, pci_cfg), for a pci
+   * domain that stages vendor capabilities one by one and links them itself (cfg_cap).
+   */
+  readonly each: readonly Uint8Array[];
   /** Config-space offset of each capability, by cfg_type. */
   readonly offsets: Readonly<Record<'common' | 'notify' | 'isr' | 'device' | 'pciCfg', number>>;
 }
@@ -109,7 +114,8 @@ export function virtioCapabilities(o: CapabilityOptions): Capabilities {
     offset: 0, length: 0, pciCfgData: new Uint8Array(4),
   });
   const at = (i: number): number => o.at + (starts[i] ?? 0);
-  return { bytes: mem.u8, offsets: { common: at(0), notify: at(1), isr: at(2), device: at(3), pciCfg: at(4) } };
+  const each = starts.map((st, i) => mem.u8.slice(st, st + (sizes[i] ?? 0)));
+  return { bytes: mem.u8, each, offsets: { common: at(0), notify: at(1), isr: at(2), device: at(3), pciCfg: at(4) } };
 }
 
 /** BAR offset of queue q's notification address; the wiring binds an ioeventfd there. */
