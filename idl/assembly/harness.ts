@@ -8,6 +8,8 @@ import { RingTestRecord } from './generated/ring';
 import { IoreqSlot, BufferedIoreq } from './generated/ioreq';
 import { EvtchnOp } from './generated/evtchn';
 import { FrameHeader } from './generated/control';
+import { VirtqDesc } from './generated/virtio';
+import { BlockInflightSlot } from './generated/block';
 
 const ARENA_BYTES: u32 = 64 * 1024;
 const ARENA = memory.data(ARENA_BYTES, 128);
@@ -87,6 +89,20 @@ export function writeFrameHeader(p: usize): void {
   FrameHeader.setFdCount(p, 2);
   FrameHeader.setVersion(p, 1);
   FrameHeader.setReserved0(p, 0);
+}
+
+export function writeVirtqDesc(p: usize): void {
+  VirtqDesc.setAddr(p, 0x12345000);
+  VirtqDesc.setLen(p, 4096);
+  VirtqDesc.setFlags(p, 3);
+  VirtqDesc.setNext(p, 7);
+}
+
+export function writeBlockInflightSlot(p: usize): void {
+  BlockInflightSlot.storeState(p, 2);
+  BlockInflightSlot.setSeq(p, 0xfffffffe);
+  BlockInflightSlot.setUsedPos(p, 65537);
+  BlockInflightSlot.setUsedLen(p, 513);
 }
 
 /** Record sizes as AssemblyScript sees them, in a fixed order. */

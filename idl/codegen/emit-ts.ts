@@ -41,8 +41,10 @@ export function emitTs(model: Model, file: FileModel): string {
       parts.push(emitEnum(d));
     } else if (d.layout !== null) {
       needs.shared = true;
-      needs.recordError = true;
-      parts.push(emitRecord(model, d));
+      const record = emitRecord(model, d);
+      // Only records with reserved, bool or enum fields validate anything on read.
+      needs.recordError ||= record.includes('new RecordError(');
+      parts.push(record);
     } else {
       needs.reader = true;
       needs.codecError = true;

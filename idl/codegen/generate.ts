@@ -8,7 +8,7 @@ import { emitTs, header } from './emit-ts.js';
 import { emitAs } from './emit-as.js';
 
 /** The specs, relative to idl/proto/. options.proto is only imported. */
-export const PROTO_FILES = ['control.proto', 'ring.proto', 'ioreq.proto', 'evtchn.proto'] as const;
+export const PROTO_FILES = ['control.proto', 'ring.proto', 'ioreq.proto', 'evtchn.proto', 'virtio.proto', 'block.proto'] as const;
 
 /** Output folders, relative to the repository root. */
 export const TS_OUT = 'idl/generated';

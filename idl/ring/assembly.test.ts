@@ -7,10 +7,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BlockInflightSlot } from '../generated/block.js';
 import { FrameHeader } from '../generated/control.js';
 import { EvtchnOp } from '../generated/evtchn.js';
 import { BufferedIoreq, IoreqSlot } from '../generated/ioreq.js';
 import { RingHeader, RingProtocol, RingTestRecord } from '../generated/ring.js';
+import { VirtqDesc } from '../generated/virtio.js';
 import { SharedBytes } from '../runtime/shared.js';
 import { FrontRing, initRing, slotSizeFor } from './ring.js';
 
@@ -35,6 +37,8 @@ interface Harness {
   writeBufferedIoreq(p: number): void;
   writeEvtchnOp(p: number): void;
   writeFrameHeader(p: number): void;
+  writeVirtqDesc(p: number): void;
+  writeBlockInflightSlot(p: number): void;
   sizes(): bigint;
 }
 
@@ -167,5 +171,16 @@ describe('AssemblyScript record accessors', () => {
 
     expect(EvtchnOp.read(mem, p)).toEqual({ op: 4, port: 17, value: 0x31n });
     expect(FrameHeader.read(mem, p + 64)).toEqual({ length: 1234, fdCount: 2, version: 1 });
+  });
+
+  it('write_a_virtq_desc_and_block_inflight_slot_that_typescript_reads_back', () => {
+    const h = instance();
+    const p = h.arena();
+    h.writeVirtqDesc(p);
+    h.writeBlockInflightSlot(p + 64);
+    const mem = new SharedBytes(h.memory.buffer);
+
+    expect(VirtqDesc.read(mem, p)).toEqual({ addr: 0x12345000n, len: 4096, flags: 3, next: 7 });
+    expect(BlockInflightSlot.read(mem, p + 64)).toEqual({ state: 2, seq: 0xfffffffe, usedPos: 65537, usedLen: 513 });
   });
 });
