@@ -3,10 +3,11 @@
 // pidfd; a domain that stops answering heartbeats is killed; either way it is
 // restarted with exponential backoff, within a restart budget. A domain that
 // spends its budget is marked down and reported, never treated as healthy.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as sys from '../sys/index.js';
 import type { Reactor } from '../../idl/control/reactor.js';
+import { spawnSandboxed } from './sandbox.js';
 
 export interface SupervisorPolicy {
   /** First restart delay; doubles per consecutive restart up to maxBackoffMs. */
@@ -52,6 +53,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     this.backoffMs = policy.initialBackoffMs;
   }
 
+  /** The spawned pid: the domain's own, or with a PID namespace the `unshare` that is its parent and lives exactly as long (sandbox.ts). */
   get pid(): number | undefined { return this.child?.pid; }
 
   start(): void {
@@ -61,8 +63,8 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private spawnOnce(): void {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     this.generation++;
-    // fd 3 of the child is its control socket; nothing else is inherited (every other fd of ours is close-on-exec).
-    const child = spawn(process.execPath, [...this.argv], { stdio: ['ignore', 'inherit', 'inherit', theirs] });
+    // fd 3 of the child is its control socket; nothing else is inherited (sandbox.ts).
+    const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs]);
     sys.close(theirs);
     if (child.pid === undefined) {
       sys.close(mine);
