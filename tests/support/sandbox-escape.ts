@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as sys from '../../microhv/sys/index.js';
 import { compiledWorker } from '../../microhv/worker-path.js';
-import { probeSandbox, spawnSandboxed, type SandboxPlan } from '../../microhv/domains/sandbox.js';
-import type { Attempt, SelfView } from './escape-attempts.js';
+import { probeSandbox, spawnSandboxed, type Namespace, type SandboxPlan } from '../../microhv/domains/sandbox.js';
+import type { Attempt, Phase, SelfView } from './escape-attempts.js';
 
 export interface EscapeRun {
   readonly plan: SandboxPlan;
@@ -96,6 +96,89 @@ export async function runEscapeAttempts(opts: { plan?: SandboxPlan; sandboxed?: 
     sys.close(memfd);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+const find = (r: EscapeRun, phase: Phase, name: string): Attempt | undefined => r.attempts.find((a) => a.phase === phase && a.name === name);
+/** The attempts among `names` that got through (or never reported). */
+function gotThrough(r: EscapeRun, phase: Phase, names: readonly string[]): string[] {
+  return names.flatMap((n) => {
+    const a = find(r, phase, n);
+    return a === undefined ? [`${phase}/${n}: no report`] : a.escaped ? [`${phase}/${n}: ${a.detail}`] : [];
+  });
+}
+/** The attempts among `names` whose refusal was not exactly `errno` (the filter's own answer). */
+function notAnswered(r: EscapeRun, phase: Phase, names: readonly string[], errno: string): string[] {
+  return names.flatMap((n) => (find(r, phase, n)?.detail === errno ? [] : [`${phase}/${n}: ${find(r, phase, n)?.detail ?? 'no report'}, not ${errno}`]));
+}
+const NS_NAME: Record<Namespace, string> = { user: 'user', mount: 'mnt', net: 'net', ipc: 'ipc', pid: 'pid' };
+// Node's own start-up fds (epoll, eventfds, pipes); the readdir handle may show as gone.
+const NODE_OWN_FD = /^(anon_inode:\[(eventpoll|eventfd)\]|pipe:\[\d+\]|\(gone\))$/;
+
+/** One expectation on a run. `needs` names what the sandbox plan must have for it to apply. */
+export interface EscapeCheck {
+  readonly name: string;
+  readonly needs?: { readonly what: string; readonly holds: (p: SandboxPlan) => boolean };
+  /** What broke it: empty when the sandbox held. */
+  readonly violations: (r: EscapeRun) => string[];
+}
+
+const hasNs = (...ns: Namespace[]) => ({ what: `${ns.join(' and ')} namespace${ns.length > 1 ? 's' : ''}`, holds: (p: SandboxPlan) => ns.every((n) => p.namespaces.includes(n)) });
+
+export const ESCAPE_CHECKS: readonly EscapeCheck[] = [
+  { name: 'every_attempt_ran_to_the_end', violations: (r) => [...(r.done ? [] : ['no final line']), ...(r.exitCode === 0 ? [] : [`exit ${r.exitCode}`]), ...(r.stderr ? [`stderr: ${r.stderr.trim()}`] : [])] },
+  { name: 'the_domain_lives_in_every_namespace_the_plan_names', violations: (r) => r.plan.namespaces.map((n) => NS_NAME[n]).filter((n) => !r.newNamespaces.includes(n)).map((n) => `shares the ${n} namespace`) },
+  {
+    name: 'the_domain_holds_no_fd_beyond_stdio_and_its_control_socket',
+    violations: (r) => [
+      ...(/^socket:/.test(r.self?.fds.find((f) => f.fd === 3)?.target ?? '') ? [] : ['fd 3 is not the control socket']),
+      ...(r.self?.fds ?? []).filter((f) => f.fd > 3 && !NODE_OWN_FD.test(f.target)).map((f) => `fd ${f.fd} -> ${f.target}`),
+    ],
+  },
+  {
+    // Outside the caller's user namespace the kernel's ptrace check fails; outside its PID namespace the parent is not there.
+    name: 'cannot_read_or_take_the_parents_memory_or_fds_without_any_filter',
+    needs: { what: 'user or pid namespace', holds: (p) => p.namespaces.includes('user') || p.namespaces.includes('pid') },
+    violations: (r) => gotThrough(r, 'namespaces', ['ptrace_attach_parent', 'process_vm_readv_parent', 'proc_parent_mem', 'proc_parent_fd_open', 'pidfd_getfd_parent']),
+  },
+  {
+    name: 'cannot_see_or_signal_the_parent_without_any_filter',
+    needs: hasNs('pid', 'mount'),
+    violations: (r) => [...gotThrough(r, 'namespaces', ['proc_parent_fd_list', 'signal_parent']), ...(r.self?.pid === 1 ? [] : [`its pid is ${r.self?.pid}, not 1`])],
+  },
+  {
+    name: 'cannot_reach_host_loopback_or_abstract_sockets_without_any_filter',
+    needs: hasNs('net'),
+    violations: (r) => [...gotThrough(r, 'namespaces', ['tcp_connect_host_loopback', 'abstract_unix_connect']),
+      ...(r.tcpConnections + r.abstractConnections === 0 ? [] : [`${r.tcpConnections + r.abstractConnections} connections arrived`])],
+  },
+  {
+    name: 'cannot_mount_without_any_filter_having_no_capabilities',
+    needs: { what: 'capability drop', holds: (p) => p.dropCaps },
+    violations: (r) => gotThrough(r, 'namespaces', ['mount_tmpfs']),
+  },
+  {
+    name: 'the_start_filter_refuses_what_reaches_beyond_the_process',
+    violations: (r) => [
+      ...(r.seccompUnavailable ? ['seccomp unavailable'] : []),
+      ...gotThrough(r, 'start', r.attempts.filter((a) => a.phase === 'start').map((a) => a.name)),
+      // Answers only the filter gives: without it the kernel would have run these or said otherwise.
+      ...notAnswered(r, 'start', ['x32_syscall', 'personality', 'keyctl', 'setns', 'tiocsti_inject_input', 'pidfd_open_self', 'execve'], 'EPERM'),
+      ...notAnswered(r, 'start', ['clone3'], 'ENOSYS'),
+    ],
+  },
+  {
+    name: 'the_sealed_filter_refuses_new_files_paths_and_sockets',
+    violations: (r) => [...gotThrough(r, 'sealed', ['host_file_write', 'open_read', 'socket_unix', 'mkdir', 'unlink']), ...(r.hostFileIntact ? [] : ['the host file changed'])],
+  },
+];
+
+/** Every check that applies to the run's plan, and the names (with what they need) of those that do not. */
+export function judge(r: EscapeRun): { violations: string[]; unchecked: string[] } {
+  const applies = (c: EscapeCheck): boolean => c.needs === undefined || c.needs.holds(r.plan);
+  return {
+    violations: ESCAPE_CHECKS.filter(applies).flatMap((c) => c.violations(r).map((v) => `${c.name}: ${v}`)),
+    unchecked: ESCAPE_CHECKS.filter((c) => !applies(c)).map((c) => `${c.name} (needs ${c.needs?.what ?? ''})`),
+  };
 }
 
 function findNode(pid: number, node: string): number | undefined {
