@@ -4,13 +4,13 @@
 // caller to root, new mount, network, IPC and PID namespaces, a fresh /proc), then util-linux
 // `setpriv` (no_new_privs, no capabilities left, not even in the new user namespace), then node.
 // Each step execs the next, except that a PID namespace needs one fork: `unshare --fork
-// --kill-child` stays as the domain's parent, exits when the domain does and kills the domain when
-// it dies itself, so a pidfd on the spawned pid sees the domain's death either way.
+// --kill-child` stays as the domain's parent, reaps the domain before it exits itself and kills
+// the domain if it dies first, so a pidfd on the spawned pid sees the domain's death either way.
 // What the kernel refuses is probed once per process, dropped one namespace at a time and
 // reported in one line; a missing namespace never fails a domain. Seccomp is installed by the
 // domain itself (driver-domains/runtime/seccomp.ts).
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as sys from '../sys/index.js';
 
@@ -129,4 +129,41 @@ export function spawnSandboxed(nodeArgs: readonly string[], stdio: StdioOptions,
   sys.closeRange(3, 0xffff_ffff, sys.consts.CLOSE_RANGE_CLOEXEC);
   const [cmd, ...args] = wrapCommand(plan, [process.execPath, ...nodeArgs]);
   return spawn(cmd!, args, { stdio, env: env(plan.namespaces) });
+}
+
+/** /proc/PID/stat's parent pid (field 4, after the parenthesised command name). */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Kills a domain spawned by spawnSandboxed so that the pidfd on the spawned pid becomes readable
+ * only once the domain process is gone. With a PID namespace the spawned pid is `unshare --fork`,
+ * which reaps the domain before it exits: the domain (its only child) is killed, not unshare.
+ * Killing unshare would end the domain too (--kill-child), but its pidfd could then report the
+ * death while the domain is still dying, and a successor could start beside it.
+ */
+export function killSandboxed(pidfd: number, pid: number): void {
+  let children: number[] = [];
+  try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* no such file: kill the spawned pid */ }
+  const child = children[0];
+  if (child !== undefined) {
+    try {
+      const fd = sys.pidfdOpen(child);
+      try {
+        // Checked after the pidfd pins the process: the pid was not reused by another since it was read.
+        if (parentOf(child) === pid) return sys.pidfdSendSignal(fd, sys.consts.SIGKILL);
+      } finally {
+        sys.close(fd);
+      }
+    } catch {
+      // Gone already: unshare exits by itself, and the signal below is harmless.
+    }
+  }
+  sys.pidfdSendSignal(pidfd, sys.consts.SIGKILL);
 }

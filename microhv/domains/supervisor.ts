@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as sys from '../sys/index.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { spawnSandboxed } from './sandbox.js';
+import { killSandboxed, spawnSandboxed } from './sandbox.js';
 
 export interface SupervisorPolicy {
   /** First restart delay; doubles per consecutive restart up to maxBackoffMs. */
@@ -83,8 +83,9 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
 
   /** Kills the current instance (hung, or fault injection); supervision restarts it. */
   kill(): void {
-    if (this.pidfd >= 0) {
-      try { sys.pidfdSendSignal(this.pidfd, sys.consts.SIGKILL); } catch { /* already gone */ }
+    const pid = this.child?.pid;
+    if (this.pidfd >= 0 && pid !== undefined) {
+      try { killSandboxed(this.pidfd, pid); } catch { /* already gone */ }
     }
   }
 
