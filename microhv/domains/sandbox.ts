@@ -10,7 +10,7 @@
 // reported in one line; a missing namespace never fails a domain. Seccomp is installed by the
 // domain itself (driver-domains/runtime/seccomp.ts).
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as sys from '../sys/index.js';
 
@@ -131,6 +131,23 @@ export function spawnSandboxed(nodeArgs: readonly string[], stdio: StdioOptions,
   return spawn(cmd!, args, { stdio, env: env(plan.namespaces) });
 }
 
+/**
+ * The children of `pid`: from /proc/PID/task/PID/children where the kernel has it
+ * (CONFIG_PROC_CHILDREN; Debian's cloud kernel does not), else by each process's parent.
+ */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return scanChildren(pid);
+  }
+}
+
+/** Every process whose parent is `pid`, by reading each one's /proc/N/stat. */
+export function scanChildren(pid: number): number[] {
+  return readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((p) => parentOf(p) === pid);
+}
+
 /** /proc/PID/stat's parent pid (field 4, after the parenthesised command name). */
 function parentOf(pid: number): number | undefined {
   try {
@@ -149,9 +166,7 @@ function parentOf(pid: number): number | undefined {
  * death while the domain is still dying, and a successor could start beside it.
  */
 export function killSandboxed(pidfd: number, pid: number): void {
-  let children: number[] = [];
-  try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number); } catch { /* no such file: kill the spawned pid */ }
-  const child = children[0];
+  const child = childrenOf(pid)[0];
   if (child !== undefined) {
     try {
       const fd = sys.pidfdOpen(child);

@@ -4,10 +4,11 @@
 // What needs a namespace this machine refuses is skipped here by name; tests/sandbox.host.test.ts
 // runs the same attempts inside the test host. Then supervision through the sandbox: kill -9 of
 // the domain process itself is seen as its death, and a kill through the pidfd ends it.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { Reactor } from '../../idl/control/reactor.js';
-import { probeSandbox, type SandboxPlan } from '../../microhv/domains/sandbox.js';
+import { childrenOf, probeSandbox, scanChildren, type SandboxPlan } from '../../microhv/domains/sandbox.js';
 import { DomainSupervisor } from '../../microhv/domains/supervisor.js';
 import { ESCAPE_CHECKS, judge, nodePidUnder, runEscapeAttempts, type EscapeRun } from '../support/sandbox-escape.js';
 
@@ -38,6 +39,19 @@ describe('sandbox: the attempts detect an escape', () => {
     // And the checks the sandboxed run passes name what went wrong.
     expect(judge(control).violations).toEqual(expect.arrayContaining([expect.stringMatching(/^the_domain_lives_in_every_namespace_the_plan_names: shares the net namespace/)]));
   }, 60_000);
+});
+
+describe('sandbox: finding a domain process', () => {
+  test('children_are_found_by_scanning_proc_where_the_kernel_lists_none', async () => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => child.once('spawn', r));
+      expect(scanChildren(process.pid)).toContain(child.pid);
+      expect(childrenOf(process.pid)).toContain(child.pid);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
 
 describe('sandbox: supervision', () => {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as sys from '../../microhv/sys/index.js';
 import { compiledWorker } from '../../microhv/worker-path.js';
-import { probeSandbox, spawnSandboxed, type Namespace, type SandboxPlan } from '../../microhv/domains/sandbox.js';
+import { childrenOf, probeSandbox, spawnSandboxed, type Namespace, type SandboxPlan } from '../../microhv/domains/sandbox.js';
 import type { Attempt, Phase, SelfView } from './escape-attempts.js';
 
 export interface EscapeRun {
@@ -187,9 +187,7 @@ function findNode(pid: number, node: string): number | undefined {
   } catch {
     return undefined;
   }
-  let children = '';
-  try { children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8'); } catch { /* exited meanwhile */ }
-  for (const child of children.trim().split(/\s+/).filter(Boolean).map(Number)) {
+  for (const child of childrenOf(pid)) {
     const found = findNode(child, node);
     if (found !== undefined) return found;
   }
