@@ -5,7 +5,8 @@
 // `setpriv` (no_new_privs, no capabilities left, not even in the new user namespace), then node.
 // Each step execs the next, except that a PID namespace needs one fork: `unshare --fork
 // --kill-child` stays as the domain's parent, reaps the domain before it exits itself and kills
-// the domain if it dies first, so a pidfd on the spawned pid sees the domain's death either way.
+// the domain if it dies first, so a pidfd on the spawned pid sees the domain's death either way
+// (and killSandboxed lets the supervisor wait until a domain it killed is gone).
 // What the kernel refuses is probed once per process, dropped one namespace at a time and
 // reported in one line; a missing namespace never fails a domain. Seccomp is installed by the
 // domain itself (driver-domains/runtime/seccomp.ts).
@@ -159,26 +160,30 @@ function parentOf(pid: number): number | undefined {
 }
 
 /**
- * Kills a domain spawned by spawnSandboxed so that the pidfd on the spawned pid becomes readable
- * only once the domain process is gone. With a PID namespace the spawned pid is `unshare --fork`,
- * which reaps the domain before it exits: the domain (its only child) is killed, not unshare.
- * Killing unshare would end the domain too (--kill-child), but its pidfd could then report the
- * death while the domain is still dying, and a successor could start beside it.
+ * Kills a domain spawned by spawnSandboxed: SIGKILL to the spawned pid. With a PID namespace that
+ * is `unshare --fork`, and its death kills the domain (--kill-child) a moment later; the pidfd
+ * returned is on the domain process itself and becomes readable once the domain is gone, so the
+ * caller can wait for that before starting a successor (undefined: the spawned pid is the domain,
+ * or nothing is left to wait for). Killing the domain rather than unshare would also work, but
+ * unshare then reports the SIGKILL it cannot re-raise on the shared stderr.
  */
-export function killSandboxed(pidfd: number, pid: number): void {
+export function killSandboxed(pidfd: number, pid: number): number | undefined {
+  let domain: number | undefined;
   const child = childrenOf(pid)[0];
   if (child !== undefined) {
     try {
       const fd = sys.pidfdOpen(child);
-      try {
-        // Checked after the pidfd pins the process: the pid was not reused by another since it was read.
-        if (parentOf(child) === pid) return sys.pidfdSendSignal(fd, sys.consts.SIGKILL);
-      } finally {
-        sys.close(fd);
-      }
+      // Checked after the pidfd pins the process: the pid was not reused by another since it was read.
+      if (parentOf(child) === pid) domain = fd;
+      else sys.close(fd);
     } catch {
-      // Gone already: unshare exits by itself, and the signal below is harmless.
+      // Gone already.
     }
   }
-  sys.pidfdSendSignal(pidfd, sys.consts.SIGKILL);
+  try {
+    sys.pidfdSendSignal(pidfd, sys.consts.SIGKILL);
+  } catch {
+    // Exited already; its death is on the way to the caller.
+  }
+  return domain;
 }

@@ -44,6 +44,8 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private child: ChildProcess | undefined;
   private pidfd = -1;
   private pidfdKey = -1;
+  /** The domain process of an instance this supervisor killed: its death is reported once this pidfd is readable. */
+  private dying = -1;
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
   private spawnedAt = 0;
@@ -76,7 +78,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     this.spawnedAt = Date.now();
     this.pidfd = sys.pidfdOpen(child.pid);
     // The pidfd becomes readable when the process exits, however it dies.
-    this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onDeath('exited'));
+    this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onExit());
     this.health = 'up';
     this.emit('spawned', this.generation, mine, child.pid);
   }
@@ -84,17 +86,26 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   /** Kills the current instance (hung, or fault injection); supervision restarts it. */
   kill(): void {
     const pid = this.child?.pid;
-    if (this.pidfd >= 0 && pid !== undefined) {
-      try { killSandboxed(this.pidfd, pid); } catch { /* already gone */ }
-    }
+    if (this.pidfd < 0 || pid === undefined || this.dying >= 0) return;
+    this.dying = killSandboxed(this.pidfd, pid) ?? -1;
+  }
+
+  /** The spawned process exited; a domain killed through its sandbox may still be dying, so that is awaited first. */
+  private onExit(): void {
+    this.reactor.remove(this.pidfdKey, this.pidfd);
+    sys.close(this.pidfd);
+    this.pidfd = -1;
+    const dying = this.dying;
+    if (dying < 0) return this.onDeath('exited');
+    const key = this.reactor.add(dying, sys.consts.EPOLLIN, () => {
+      this.reactor.remove(key, dying);
+      sys.close(dying);
+      this.dying = -1;
+      this.onDeath('exited');
+    });
   }
 
   private onDeath(why: string): void {
-    if (this.pidfd >= 0) {
-      this.reactor.remove(this.pidfdKey, this.pidfd);
-      sys.close(this.pidfd);
-      this.pidfd = -1;
-    }
     this.child = undefined;
     this.emit('died', this.generation, why);
     if (this.health === 'stopped') return;
