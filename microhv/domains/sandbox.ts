@@ -48,6 +48,7 @@ export function wrapCommand(plan: SandboxPlan, command: readonly string[]): stri
   return [...out, ...command];
 }
 
+// microhv's environment is not passed on: a domain needs none of it, and it may hold secrets.
 const env = (namespaces: readonly Namespace[]): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', [SANDBOX_ENV]: namespaces.join(',') || 'none' });
 
 /** A util-linux tool by name (busybox's applets of the same names lack the options used here). */
