@@ -8,7 +8,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cloudKernel, type Kernel } from './kernel.js';
 import { indexModules, loadOrder } from './kmod.js';
-import { ImageError, copyInto, copyProgram, digest, freshDir, installBusybox, makeCpio, makeExt4, which, writeExecutable } from './stage.js';
+import { ImageError, copyInto, copyProgram, digest, freshDir, installBusybox, makeCpio, makeExt4, replaceApplet, which, writeExecutable } from './stage.js';
 
 /** The repository root: the nearest folder above this file with a package.json. */
 export function repoRoot(): string {
@@ -118,6 +118,9 @@ export function buildTestHost(log: (s: string) => void = () => {}): TestHostImag
   const kernel = cloudKernel(cacheDir());
   const scripts = ['testhost-stage1.sh', 'testhost-stage2.sh'].map((s) => join(root, 'images/scripts', s));
   const programs = [which('node'), which('qemu-system-x86_64')];
+  // microhv starts domains through util-linux unshare and setpriv (microhv/domains/sandbox.ts);
+  // busybox's applets of those names lack the options it uses.
+  const sandboxTools = [which('unshare'), which('setpriv')];
   const dir = join(cacheDir(), 'testhost');
   const t0 = Date.now();
 
@@ -138,12 +141,13 @@ export function buildTestHost(log: (s: string) => void = () => {}): TestHostImag
   const projectDirs = ['dist', 'build'].map((d) => join(root, d));
   const modules = productionModules(root);
   const rootKey = digest(['testhost-root-v1', { file: scripts[1]! }, { file: join(root, 'package-lock.json') }, { file: guest.initramfs }, { file: guest.kernel },
-    ...programs.map((file) => ({ file })), ...projectDirs.flatMap(filesBelow).map((file) => ({ file }))]);
+    ...[...programs, ...sandboxTools].map((file) => ({ file })), ...projectDirs.flatMap(filesBelow).map((file) => ({ file }))]);
   const rootfs = cached(join(dir, 'rootfs'), rootKey, (d) => join(d, 'rootfs.ext4'), (tmp) => {
     const stage = join(tmp, 'stage');
     skeleton(stage);
     installBusybox(stage);
     for (const p of programs) copyProgram(stage, p);
+    for (const t of sandboxTools) replaceApplet(stage, t);
     // QEMU's firmware (SeaBIOS, option ROMs); Debian links some into /usr/share/seabios.
     for (const d of ['/usr/share/qemu', '/usr/share/seabios', '/usr/lib/ipxe/qemu']) if (existsSync(d)) copyInto(stage, d);
     writeExecutable(join(stage, 'sbin/testhost-init'), readFileSync(scripts[1]!, 'utf8'));

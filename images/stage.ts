@@ -2,7 +2,7 @@
 // image (mke2fs -d). Neither needs root nor a loop device.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, cpSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, chmodSync, statSync, rmSync, lstatSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createHash } from 'node:crypto';
 
 export class ImageError extends Error {
@@ -15,7 +15,7 @@ export class ImageError extends Error {
 /** Where each Debian package we rely on can be had from, for error messages. */
 const TOOL_PACKAGE: Record<string, string> = {
   'mke2fs': 'e2fsprogs', 'cpio': 'cpio', 'busybox': 'busybox-static', 'fio': 'fio', 'iperf3': 'iperf3',
-  'qemu-system-x86_64': 'qemu-system-x86', 'apt-get': 'apt', 'dpkg-deb': 'dpkg', 'setpriv': 'util-linux',
+  'qemu-system-x86_64': 'qemu-system-x86', 'apt-get': 'apt', 'dpkg-deb': 'dpkg', 'setpriv': 'util-linux', 'unshare': 'util-linux',
 };
 
 export function which(tool: string): string {
@@ -85,6 +85,18 @@ export function copyProgram(root: string, binary: string): void {
     mkdirSync(join(root, 'lib64'), { recursive: true });
     cpSync('/lib64/ld-linux-x86-64.so.2', join(root, 'lib64/ld-linux-x86-64.so.2'), { dereference: true });
   }
+}
+
+/**
+ * Installs a program over the busybox applets of the same name, in every bin folder, so that no
+ * PATH order finds the applet first.
+ */
+export function replaceApplet(root: string, binary: string): void {
+  for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin']) {
+    const p = join(root, d, basename(binary));
+    if (isSymlink(p)) rmSync(p);
+  }
+  copyProgram(root, binary);
 }
 
 /** busybox (static) plus a symlink for every applet it has. */

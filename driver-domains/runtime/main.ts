@@ -26,6 +26,8 @@ import { LogLevel, PlatformEvent, type IoapicExports, type StubKind } from './ab
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
 import { closeInheritedFds } from './fds.js';
+import { installFilter, sealedRules, startRules } from './seccomp.js';
+import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
 import { IrqLines, LineReader, LINES_PAGE_BYTES } from './irq-lines.js';
 import { DomainProcessError } from './process-errors.js';
@@ -271,8 +273,18 @@ class Domain {
     }
 
     this.resourcesReady = true;
+    // Every fd this domain will use is open: from here on it makes no new file, path or socket.
+    this.seal();
     // Sleep (Wake starts serving then) or Shutdown may have arrived meanwhile.
     if (this.phase === 'starting') this.startServing();
+  }
+
+  private seal(): void {
+    try {
+      installFilter(sealedRules());
+    } catch (e) {
+      throw new DomainProcessError('SANDBOX', 'sealed seccomp filter', { cause: e });
+    }
   }
 
   /** The ioapic's irqfds and pin routes (ioapic-delivery.ts); routes are re-stated to microhv at every start. */
@@ -486,7 +498,7 @@ class Domain {
     // The cause chain, without stacks: what went wrong, for microhv's log.
     let why = e instanceof Error ? e.message : String(e);
     for (let c: unknown = e instanceof Error ? e.cause : undefined; c instanceof Error; c = c.cause) why += `: ${c.message}`;
-    this.exit(1, `${code}: ${why}`);
+    this.exit(code === 'SANDBOX' ? 3 : 1, `${code}: ${why}`);
   }
 
   exit(status: number, why: string): void {
@@ -548,6 +560,31 @@ function endpointFds(f: Frame, r: IoreqRangeReply): IoreqEndpointFds {
   };
 }
 
+/**
+ * Before any request is served: the calls no domain makes are refused for every thread
+ * (seccomp.ts). A kernel without seccomp is reported, not fatal (DESIGN.md 5: where practical).
+ */
+function installStartFilter(): boolean {
+  try {
+    return installFilter(startRules(process.pid));
+  } catch (e) {
+    process.stderr.write(`stub-domain[${process.pid}]: exiting (3): SANDBOX: start seccomp filter: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(3);
+  }
+}
+
+/**
+ * The fd self-check (DESIGN.md 5: no fds beyond those it was given). Anything above the control
+ * socket that Node did not open itself is closed (fds.ts). Under microhv's sandbox, which hands
+ * over exactly stdio and fd 3, such an fd means the spawner leaked it: the domain refuses to run.
+ */
+function checkInheritedFds(domain: Domain, sandboxed: boolean): void {
+  const leaked = closeInheritedFds(CONTROL_FD);
+  for (const { fd, target } of leaked) domain.warn(`closed inherited fd ${fd} (${target})`);
+  const first = leaked[0];
+  if (sandboxed && first !== undefined) domain.fatal(new DomainProcessError('SANDBOX', `inherited fd ${first.fd} (${first.target}) that microhv did not give`));
+}
+
 function main(): void {
   let args: Args;
   try {
@@ -556,12 +593,15 @@ function main(): void {
     process.stderr.write(`stub-domain: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(2);
   }
+  const seccomp = installStartFilter();
   const domain = new Domain(args);
   // Errors outside the reactor (console socket callbacks) end the process the same way: one line, no stack.
   process.on('uncaughtException', (e) => domain.fatal(e));
   process.on('unhandledRejection', (e) => domain.fatal(e));
+  const sandbox = process.env[SANDBOX_ENV];
+  domain.info(`sandbox: ${sandbox === undefined ? 'not started by microhv\'s sandbox' : `namespaces ${sandbox}`}; seccomp ${seccomp ? 'on' : 'NOT available (no seccomp in this kernel)'}`);
   // After fd 3 is adopted: nothing else we inherited stays open.
-  for (const { fd, target } of closeInheritedFds(CONTROL_FD)) domain.warn(`closed inherited fd ${fd} (${target})`);
+  checkInheritedFds(domain, sandbox !== undefined);
 }
 
 main();

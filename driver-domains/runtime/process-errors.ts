@@ -12,7 +12,9 @@ export type DomainProcessErrorCode =
   /** The state region cannot be used (too small, corrupt, another kind). */
   | 'STATE'
   /** The console log file or socket failed. */
-  | 'CONSOLE_IO';
+  | 'CONSOLE_IO'
+  /** The sandbox is not what microhv promised (an fd it did not give), or a seccomp filter could not be installed. Exit status 3. */
+  | 'SANDBOX';
 
 export class DomainProcessError extends Error {
   override readonly name = 'DomainProcessError';

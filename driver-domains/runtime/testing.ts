@@ -9,6 +9,9 @@ import {
 } from './abi.js';
 import { StubDomainError } from './errors.js';
 import { Wasm, type WasmInstance, type WasmModule } from './wasm.js';
+import { SOCK_FILTER } from '../../microhv/sys/index.js';
+import { StructView } from '../../microhv/sys/layout.js';
+import { AUDIT_ARCH_X86_64, BPF, SECCOMP_DATA } from './seccomp.js';
 
 /** Everything a module did to the outside, in order. */
 export type Recorded =
@@ -167,4 +170,57 @@ export class StubHarness<K extends StubKind> {
     if (n > MEMORY_MAP.txOutSize) throw new StubDomainError('ABI_VIOLATION', `tx_drain returned ${n}`);
     return Buffer.from(this.bytes().subarray(at, at + n)).toString('latin1');
   }
+}
+
+/** One system call as a seccomp filter sees it. */
+export interface SeccompCall {
+  readonly nr: number;
+  readonly arch?: number;
+  readonly args?: readonly bigint[];
+}
+
+/**
+ * Runs a seccomp program over one call and returns what it answers, like the kernel's classic BPF
+ * interpreter for the instructions compile() emits. It first checks what the kernel's checker
+ * refuses (a program that can run off its end, a jump out of range, a load outside seccomp_data or
+ * unaligned, an unknown opcode), so a program that passes here is one the kernel accepts.
+ */
+export function runSeccomp(program: Uint8Array, call: SeccompCall): number {
+  const n = program.byteLength / SOCK_FILTER.size;
+  if (!Number.isInteger(n) || n < 1 || n > 4096) throw new RangeError(`program of ${program.byteLength} bytes`);
+  const insn = (i: number) => new StructView(SOCK_FILTER, program, i * SOCK_FILTER.size).toObject();
+  for (let i = 0; i < n; i++) {
+    const { code, jt, jf, k } = insn(i);
+    switch (code) {
+      case BPF.LD_W_ABS:
+        if (k % 4 !== 0 || k + 4 > SECCOMP_DATA.size) throw new RangeError(`insn ${i}: load at ${k}`);
+        break;
+      case BPF.JMP_JEQ_K: case BPF.JMP_JGE_K: case BPF.JMP_JSET_K:
+        if (i + 1 + Math.max(jt, jf) >= n) throw new RangeError(`insn ${i}: jump past the end`);
+        break;
+      case BPF.RET_K:
+        break;
+      default:
+        throw new RangeError(`insn ${i}: opcode 0x${code.toString(16)}`);
+    }
+    if (i === n - 1 && code !== BPF.RET_K) throw new RangeError('the program can run off its end');
+  }
+  const data = StructView.alloc(SECCOMP_DATA).set('nr', call.nr).set('arch', call.arch ?? AUDIT_ARCH_X86_64);
+  const fields = ['arg0', 'arg1', 'arg2', 'arg3', 'arg4', 'arg5'] as const;
+  (call.args ?? []).forEach((a, i) => { const f = fields[i]; if (f !== undefined) data.set(f, a); });
+  const dv = new DataView(data.buffer.buffer);
+  let a = 0;
+  for (let pc = 0; pc < n;) {
+    const { code, jt, jf, k } = insn(pc);
+    switch (code) {
+      // seccomp_data is read in native order, little-endian on x86-64.
+      case BPF.LD_W_ABS: a = dv.getUint32(k, true); pc++; break;
+      case BPF.JMP_JEQ_K: pc += 1 + (a === k ? jt : jf); break;
+      case BPF.JMP_JGE_K: pc += 1 + (a >= k ? jt : jf); break;
+      case BPF.JMP_JSET_K: pc += 1 + ((a & k) !== 0 ? jt : jf); break;
+      case BPF.RET_K: return k;
+      default: throw new RangeError(`opcode 0x${code.toString(16)}`);
+    }
+  }
+  throw new RangeError('ran off the end');
 }

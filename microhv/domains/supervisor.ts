@@ -3,10 +3,11 @@
 // pidfd; a domain that stops answering heartbeats is killed; either way it is
 // restarted with exponential backoff, within a restart budget. A domain that
 // spends its budget is marked down and reported, never treated as healthy.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as sys from '../sys/index.js';
 import type { Reactor } from '../../idl/control/reactor.js';
+import { killSandboxed, spawnSandboxed } from './sandbox.js';
 
 export interface SupervisorPolicy {
   /** First restart delay; doubles per consecutive restart up to maxBackoffMs. */
@@ -43,6 +44,8 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private child: ChildProcess | undefined;
   private pidfd = -1;
   private pidfdKey = -1;
+  /** The domain process of an instance this supervisor killed: its death is reported once this pidfd is readable. */
+  private dying = -1;
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
   private spawnedAt = 0;
@@ -52,6 +55,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     this.backoffMs = policy.initialBackoffMs;
   }
 
+  /** The spawned pid: the domain's own, or with a PID namespace the `unshare` that is its parent and lives exactly as long (sandbox.ts). */
   get pid(): number | undefined { return this.child?.pid; }
 
   start(): void {
@@ -61,8 +65,8 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private spawnOnce(): void {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     this.generation++;
-    // fd 3 of the child is its control socket; nothing else is inherited (every other fd of ours is close-on-exec).
-    const child = spawn(process.execPath, [...this.argv], { stdio: ['ignore', 'inherit', 'inherit', theirs] });
+    // fd 3 of the child is its control socket; nothing else is inherited (sandbox.ts).
+    const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs]);
     sys.close(theirs);
     if (child.pid === undefined) {
       sys.close(mine);
@@ -74,24 +78,34 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     this.spawnedAt = Date.now();
     this.pidfd = sys.pidfdOpen(child.pid);
     // The pidfd becomes readable when the process exits, however it dies.
-    this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onDeath('exited'));
+    this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onExit());
     this.health = 'up';
     this.emit('spawned', this.generation, mine, child.pid);
   }
 
   /** Kills the current instance (hung, or fault injection); supervision restarts it. */
   kill(): void {
-    if (this.pidfd >= 0) {
-      try { sys.pidfdSendSignal(this.pidfd, sys.consts.SIGKILL); } catch { /* already gone */ }
-    }
+    const pid = this.child?.pid;
+    if (this.pidfd < 0 || pid === undefined || this.dying >= 0) return;
+    this.dying = killSandboxed(this.pidfd, pid) ?? -1;
+  }
+
+  /** The spawned process exited; a domain killed through its sandbox may still be dying, so that is awaited first. */
+  private onExit(): void {
+    this.reactor.remove(this.pidfdKey, this.pidfd);
+    sys.close(this.pidfd);
+    this.pidfd = -1;
+    const dying = this.dying;
+    if (dying < 0) return this.onDeath('exited');
+    const key = this.reactor.add(dying, sys.consts.EPOLLIN, () => {
+      this.reactor.remove(key, dying);
+      sys.close(dying);
+      this.dying = -1;
+      this.onDeath('exited');
+    });
   }
 
   private onDeath(why: string): void {
-    if (this.pidfd >= 0) {
-      this.reactor.remove(this.pidfdKey, this.pidfd);
-      sys.close(this.pidfd);
-      this.pidfd = -1;
-    }
     this.child = undefined;
     this.emit('died', this.generation, why);
     if (this.health === 'stopped') return;

@@ -38,6 +38,8 @@ export const consts = {
   // signal.h
   SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13,
   SIGALRM: 14, SIGTERM: 15, SIGCHLD: 17, SIGCONT: 18, SIGSTOP: 19, SIGSYS: 31,
+  // linux/seccomp.h
+  SECCOMP_SET_MODE_FILTER: 1, SECCOMP_FILTER_FLAG_TSYNC: 1,
   // linux/close_range.h
   CLOSE_RANGE_UNSHARE: 2, CLOSE_RANGE_CLOEXEC: 4,
 } as const;

@@ -4,7 +4,7 @@
 import * as koffi from 'koffi';
 import { consts } from './consts.js';
 import { SysError } from './errors.js';
-import { StructView, bytes, defineLayout, i32, u16, u32, u64 } from './layout.js';
+import { StructView, bytes, defineLayout, i32, u8, u16, u32, u64 } from './layout.js';
 
 export { consts } from './consts.js';
 export { SysError, errnoName } from './errors.js';
@@ -50,10 +50,12 @@ const c = {
   setresuid: libc.func('int setresuid(unsigned int r, unsigned int e, unsigned int s)'),
   pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *old)'),
   syscall: libc.func('long syscall(long nr, long a1, long a2, long a3, long a4)'),
+  // The same entry point with a pointer third argument, for calls that take a struct.
+  syscallPtr: libc.func('syscall', 'long', ['long', 'long', 'long', 'void *']),
 };
 
 // Raw syscall numbers (x86-64, arch/x86/entry/syscalls/syscall_64.tbl) for calls glibc 2.36 lacks or hides.
-const SYS = { gettid: 186, tgkill: 234, pidfd_send_signal: 424, pidfd_open: 434, close_range: 436 } as const;
+const SYS = { gettid: 186, tgkill: 234, seccomp: 317, pidfd_send_signal: 424, pidfd_open: 434, close_range: 436 } as const;
 const EINTR = 4;
 const EAGAIN = 11;
 const ENAMETOOLONG = 36;
@@ -381,6 +383,33 @@ export function unshare(flags: number): void { check('unshare', c.unshare(flags)
 export function setresuid(r: number, e: number, s: number): void { check('setresuid', c.setresuid(r, e, s)); }
 export function closeRange(first: number, last: number, flags: number): void {
   check('close_range', c.syscall(SYS.close_range, first, last, flags, 0));
+}
+
+// linux/filter.h: a classic BPF program is an array of sock_filter; sock_fprog points at it
+// (the pointer is 8-aligned, after the u16 length).
+export const SOCK_FILTER = defineLayout('sock_filter', 8, { code: u16(0), jt: u8(2), jf: u8(3), k: u32(4) });
+const SOCK_FPROG = defineLayout('sock_fprog', 16, { len: u16(0), filter: u64(8) });
+const BPF_MAXINSNS = 4096;
+
+/**
+ * seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog) for `program`, an array of SOCK_FILTER. With
+ * SECCOMP_FILTER_FLAG_TSYNC the kernel answers a thread that cannot join the filter with that
+ * thread's id instead of -1; that is a failure too (nothing was installed).
+ */
+export function seccompSetFilter(program: Uint8Array, flags: number): void {
+  const n = program.byteLength / SOCK_FILTER.size;
+  if (!Number.isInteger(n) || n < 1 || n > BPF_MAXINSNS) throw argError('seccomp', EINVAL, `program of ${program.byteLength} bytes is not 1..${BPF_MAXINSNS} instructions`);
+  // The program must sit at a stable native address: sock_fprog holds a pointer to it.
+  const ptr = koffi.alloc('uint8_t', program.byteLength) as bigint;
+  try {
+    new Uint8Array(koffi.view(ptr, program.byteLength)).set(program);
+    const fprog = StructView.alloc(SOCK_FPROG).set('len', n).set('filter', ptr);
+    const r = Number(c.syscallPtr(SYS.seccomp, consts.SECCOMP_SET_MODE_FILTER, flags, fprog.buffer));
+    if (r > 0) throw argError('seccomp', EAGAIN, `thread ${r} cannot synchronize to the filter`);
+    check('seccomp', r);
+  } finally {
+    koffi.free(ptr);
+  }
 }
 
 export function gettid(): number { return check('gettid', c.syscall(SYS.gettid, 0, 0, 0, 0)); }

@@ -1,6 +1,7 @@
 import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { close, closeRange, consts, dup, eventfd, eventfdRead, eventfdWrite, pipe2, prctl, read, schedSetaffinity, write } from './index.js';
+import { SOCK_FILTER, close, closeRange, consts, dup, eventfd, eventfdRead, eventfdWrite, pipe2, prctl, read, schedSetaffinity, seccompSetFilter, write } from './index.js';
+import { StructView } from './layout.js';
 
 describe('process controls', () => {
   it('reads_the_no_new_privs_flag_through_prctl', () => {
@@ -8,6 +9,19 @@ describe('process controls', () => {
     const flag = prctl(consts.PR_GET_NO_NEW_PRIVS);
     // Assert
     expect([0, 1]).toContain(flag);
+  });
+
+  it('refuses_an_empty_seccomp_program_before_the_system_call', () => {
+    // Act / Assert
+    expect(() => seccompSetFilter(new Uint8Array(0), 0)).toThrow(expect.objectContaining({ syscall: 'seccomp', errnoName: 'EINVAL' }));
+    expect(() => seccompSetFilter(new Uint8Array(SOCK_FILTER.size + 1), 0)).toThrow(expect.objectContaining({ errnoName: 'EINVAL' }));
+  });
+
+  it('passes_the_program_to_the_kernel_which_refuses_an_unknown_opcode', () => {
+    // Arrange: one instruction, opcode 0xffff. Nothing can be installed in this test process.
+    const program = StructView.alloc(SOCK_FILTER).set('code', 0xffff).buffer;
+    // Act / Assert: EINVAL from the kernel's checker, or EACCES first where neither no_new_privs nor CAP_SYS_ADMIN holds
+    expect(() => seccompSetFilter(program, consts.SECCOMP_FILTER_FLAG_TSYNC)).toThrow(expect.objectContaining({ syscall: 'seccomp', errnoName: expect.stringMatching(/^(EINVAL|EACCES)$/) }));
   });
 
   it('rejects_affinity_to_a_cpu_beyond_the_mask', () => {

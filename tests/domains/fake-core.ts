@@ -14,6 +14,7 @@ import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
 import { AddressSpace, Capability, ErrorCode, IrqLinesLayout, Role, type PlatformEventKind, type RouteIoapicPin } from '../../idl/generated/control.js';
 import { repoRoot } from '../../driver-domains/build.js';
+import { spawnSandboxed, type SandboxPlan } from '../../microhv/domains/sandbox.js';
 
 export const STATE_REGION_BYTES = 256 * 1024;
 
@@ -70,11 +71,14 @@ export class FakeCore {
 
   /**
    * Starts the next instance (generation 0, then +1 per restart) and says Hello. `extraFds` are
-   * passed as fds 4, 5, ... (what a careless spawner would leak); `protocolVersion` overrides Hello's.
+   * passed as fds 4, 5, ... (what a careless spawner would leak); `protocolVersion` overrides Hello's;
+   * `sandbox` starts it through microhv's sandboxed spawn path with that plan.
    */
-  spawn(opts: { extraFds?: number[]; protocolVersion?: number } = {}): Instance {
+  spawn(opts: { extraFds?: number[]; protocolVersion?: number; sandbox?: SandboxPlan } = {}): Instance {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
-    const child = spawn(process.execPath, [FakeCore.mainJs(), ...this.args], { stdio: ['ignore', 'ignore', 'pipe', theirs, ...(opts.extraFds ?? [])] });
+    const argv = [FakeCore.mainJs(), ...this.args];
+    const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'ignore', 'pipe', theirs, ...(opts.extraFds ?? [])];
+    const child = opts.sandbox === undefined ? spawn(process.execPath, argv, { stdio }) : spawnSandboxed(argv, stdio, opts.sandbox);
     sys.close(theirs);
     const conn = this.server.adopt(mine);
     // What microhv grants each role (microhv/domains/policy.ts).

@@ -1,7 +1,7 @@
 // The stub-domain process against a fake core: the control conversation
 // (Hello, heartbeat, version check, platform events), the attachable console
 // socket, fd hygiene, and the ioapic role's skeleton across kill -9.
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { RingHeader } from '../../idl/generated/ring.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { ACPI_PM, COM1, IOAPIC_BASE, SLEEP_TYPE_S5 } from '../../boot/layout.js';
 import { FakeCore, type Instance } from './fake-core.js';
+import { probeSandbox, type SandboxPlan } from '../../microhv/domains/sandbox.js';
+import { nodePidUnder } from '../support/sandbox-escape.js';
 import type { VcpuStep } from './console-script.js';
 
 let dir: string;
@@ -43,9 +45,9 @@ class Vcpu {
   stop(): Promise<number> { return this.w.terminate(); }
 }
 
-async function withDomain(role: Role, ranges: number, args: string[], body: (core: FakeCore, inst: Instance) => Promise<void>): Promise<void> {
+async function withDomain(role: Role, ranges: number, args: string[], body: (core: FakeCore, inst: Instance) => Promise<void>, spawnOpts: { sandbox?: SandboxPlan } = {}): Promise<void> {
   const core = new FakeCore(role, ranges, args);
-  const inst = core.spawn();
+  const inst = core.spawn(spawnOpts);
   try {
     await Promise.race([inst.ready, inst.exited.then(() => { throw new Error(`domain exited during start-up:\n${inst.stderr}`); })]);
     await body(core, inst);
@@ -176,6 +178,52 @@ describe('stub-domain process: fd hygiene', () => {
       expect(inst.stderr).toMatch(/closed inherited fd 4 \(\/memfd:leaked-guest-memory/);
     } finally {
       inst.child.kill('SIGKILL');
+      await core.stop();
+    }
+  });
+});
+
+describe('stub-domain process: in the sandbox', () => {
+  const plan = probeSandbox();
+
+  test('the_console_writes_its_log_and_serves_its_socket_from_inside_the_sandbox_then_seals_itself', async () => {
+    const log = join(dir, 'sandboxed-console.log');
+    const path = join(dir, 'sandboxed-console.sock');
+    await withDomain(Role.ROLE_CONSOLE, 4, ['--console-log', log, '--console-socket', path], async (core, inst) => {
+      const vcpu = new Vcpu(core.table.buffer);
+      const client = createConnection(path);
+      try {
+        await new Promise<void>((resolve, reject) => { client.once('connect', resolve); client.once('error', reject); });
+        let seen = '';
+        client.on('data', (d: Buffer) => { seen += d.toString(); });
+        const com1 = endpointOf(core, `pio:${COM1.port}:${COM1.size}`);
+        await vcpu.run([...'sealed\n'].map((c): VcpuStep => ({ op: 'post', endpoint: com1, space: 'pio', addr: COM1.port, size: 1, value: c.charCodeAt(0) })));
+        for (let i = 0; i < 200 && !seen.includes('sealed\n'); i++) await sleep(10);
+        expect(seen).toBe('sealed\n');
+        expect(readFileSync(log, 'utf8')).toBe('sealed\n');
+        expect(inst.stderr).toMatch(new RegExp(`sandbox: namespaces ${plan.namespaces.join(',') || 'none'}; seccomp on`));
+        // Both filters (start and sealed) on every thread, no_new_privs, and no capabilities left.
+        const status = readFileSync(`/proc/${await nodePidUnder(inst.child.pid ?? -1)}/status`, 'utf8');
+        expect(/^Seccomp_filters:\s+(\d+)$/m.exec(status)?.[1]).toBe('2');
+        expect(/^NoNewPrivs:\s+(\d+)$/m.exec(status)?.[1]).toBe('1');
+        if (plan.dropCaps) expect(/^CapEff:\s+(\w+)$/m.exec(status)?.[1]).toBe('0000000000000000');
+      } finally {
+        client.destroy();
+        await vcpu.stop();
+      }
+    }, { sandbox: plan });
+  });
+
+  test('a_sandboxed_domain_given_an_fd_beyond_its_control_socket_refuses_to_run', async () => {
+    const leaked = sys.memfdCreate('leaked-guest-memory', sys.consts.MFD_CLOEXEC);
+    const core = new FakeCore(Role.ROLE_CONSOLE, 4, []);
+    const inst = core.spawn({ extraFds: [leaked], sandbox: plan });
+    sys.close(leaked);
+    try {
+      const exit = await inst.exited;
+      expect(exit.code).toBe(3);
+      expect(inst.stderr).toMatch(/SANDBOX: inherited fd 4 \(\/memfd:leaked-guest-memory/);
+    } finally {
       await core.stop();
     }
   });
