@@ -9,7 +9,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /tmp /dev/pts && mount -t tmpfs tmpfs /tmp
 say() { echo "microhv-guest: $*"; }
-say "init started"
+say "init started (uptime $(cut -d" " -f1 /proc/uptime) s)"
 
 while read -r m; do
   insmod "/lib/modules/$m" 2>/dev/null || say "insmod $m failed"
