@@ -107,7 +107,8 @@ export interface BootPlan {
 
 export interface LinuxBootOptions {
   readonly kernel: Uint8Array;
-  readonly initrd?: Uint8Array;
+  /** The initrd's bytes, or only its size when the caller loads it at plan.initrd itself (from a file, without a copy). */
+  readonly initrd?: Uint8Array | { readonly byteLength: number };
   readonly cmdline: string;
   readonly ramBytes: number;
   readonly vcpus: number;
@@ -160,7 +161,7 @@ export function planLinuxBoot(o: LinuxBootOptions): BootPlan {
     ...acpi.tables.map((t) => ({ gpa: t.gpa, bytes: t.bytes, what: `ACPI ${t.signature}` })),
     { gpa: load, bytes: o.kernel.subarray(hdr.setupBytes, hdr.setupBytes + hdr.kernelBytes), what: 'kernel' },
   ];
-  if (initrd && o.initrd) writes.push({ gpa: initrd.gpa, bytes: o.initrd, what: 'initrd' });
+  if (initrd && o.initrd instanceof Uint8Array) writes.push({ gpa: initrd.gpa, bytes: o.initrd, what: 'initrd' });
   checkWrites(memory, writes);
 
   return {

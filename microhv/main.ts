@@ -102,7 +102,8 @@ async function main(argv: string[]): Promise<number> {
   const o = parse(argv);
   writeFileSync(o.consoleLog, '');
   const kernel = readFileSync(o.kernel);
-  const initrd = o.initrd ? readFileSync(o.initrd) : undefined;
+  // The initrd goes from its file straight into guest RAM (Guest reads it), without a copy on the heap.
+  const initrd = o.initrd ? { path: o.initrd } : undefined;
   trace('images read');
   const guest = Guest.create({ kernel, initrd, cmdline: o.cmdline, memMiB: o.memMiB, vcpus: o.vcpus });
   trace('guest created');
@@ -121,9 +122,7 @@ async function main(argv: string[]): Promise<number> {
     const sup = manager.domain(f.domain);
     console.error(`microhv: fault: ${f.action === 'kill' ? 'killing' : 'hanging'} ${f.domain}`);
     if (f.action === 'kill') sup?.kill();
-    else if (sup?.pid !== undefined) {
-      try { process.kill(sup.pid, 'SIGSTOP'); } catch { /* already gone */ }
-    }
+    else sup?.hang();
   };
   let untilSeen = (): void => undefined;
   const echo = followLog(o.consoleLog, o.until, o.untilCount, () => untilSeen());

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as sys from '../sys/index.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { killSandboxed, spawnSandboxed } from './sandbox.js';
+import { childrenOf, killSandboxed, spawnSandboxed } from './sandbox.js';
 
 export interface SupervisorPolicy {
   /** First restart delay; doubles per consecutive restart up to maxBackoffMs. */
@@ -88,6 +88,15 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     const pid = this.child?.pid;
     if (this.pidfd < 0 || pid === undefined || this.dying >= 0) return;
     this.dying = killSandboxed(this.pidfd, pid) ?? -1;
+  }
+
+  /** Fault injection: stops the domain process (SIGSTOP) without killing it; the heartbeat finds it hung. */
+  hang(): void {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    // With a PID namespace the spawned process is unshare, and the domain its only child.
+    const target = childrenOf(pid)[0] ?? pid;
+    try { process.kill(target, 'SIGSTOP'); } catch { /* gone already */ }
   }
 
   /** The spawned process exited; a domain killed through its sandbox may still be dying, so that is awaited first. */

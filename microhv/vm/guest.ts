@@ -1,6 +1,7 @@
 // A guest: one KVM VM with its memory, its vCPU threads and its boot
 // configuration. The core owns exactly this; devices live in domains.
 import { EventEmitter } from 'node:events';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as sys from '../sys/index.js';
 import { Kvm, type MsrEntry, type Regs, type Sregs, type Vm, type Vcpu } from '../kvm/index.js';
@@ -18,7 +19,8 @@ import { VCPU_CTL, type VcpuEvent, type VcpuInput } from './vcpu-protocol.js';
 
 export interface BootConfig {
   readonly kernel: Uint8Array;
-  readonly initrd?: Uint8Array;
+  /** The initrd's bytes, or a file the core reads straight into guest RAM (no copy through the JS heap). */
+  readonly initrd?: Uint8Array | { readonly path: string };
   readonly cmdline: string;
   readonly memMiB: number;
   readonly vcpus: number;
@@ -55,6 +57,8 @@ export class Guest extends EventEmitter<GuestEvents> {
   /** GSI routes and irqfds; only the core touches them, on domains' semantic requests. */
   readonly irq: IrqRouting;
   private readonly threads: VcpuThread[] = [];
+  /** The initrd when it is read from its file straight into guest RAM. */
+  private initrdFile: string | undefined;
   /** Threads started ahead of start(); a restart after a reset starts new ones. */
   private readonly spares: SpareWorker[] = [];
 
@@ -65,7 +69,9 @@ export class Guest extends EventEmitter<GuestEvents> {
 
   static create(cfg: BootConfig): Guest {
     if (!Number.isInteger(cfg.vcpus) || cfg.vcpus < 1 || cfg.vcpus > MAX_VCPUS) throw new RangeError(`vcpus must be 1..${MAX_VCPUS}`);
-    const plan = planLinuxBoot({ kernel: cfg.kernel, initrd: cfg.initrd, cmdline: cfg.cmdline, ramBytes: cfg.memMiB * 2 ** 20, vcpus: cfg.vcpus });
+    const initrdFile = cfg.initrd instanceof Uint8Array || cfg.initrd === undefined ? undefined : cfg.initrd.path;
+    const initrd = initrdFile === undefined ? cfg.initrd as Uint8Array | undefined : { byteLength: statSync(initrdFile).size };
+    const plan = planLinuxBoot({ kernel: cfg.kernel, initrd, cmdline: cfg.cmdline, ramBytes: cfg.memMiB * 2 ** 20, vcpus: cfg.vcpus });
     const spares = Array.from({ length: cfg.vcpus }, spareWorker);
     try {
       const kvm = Kvm.open();
@@ -77,7 +83,8 @@ export class Guest extends EventEmitter<GuestEvents> {
       const memory = GuestMemory.create(plan.memory);
       const guest = new Guest(kvm, vm, memory, plan, kvm.vcpuMmapSize());
       memory.registerWith(vm);
-      for (const w of plan.writes) memory.write(w.gpa, w.bytes);
+      guest.initrdFile = initrdFile;
+      guest.loadImages();
       const supported = kvm.supportedCpuid();
       for (let i = 0; i < cfg.vcpus; i++) {
         const vcpu = vm.createVcpu(i);
@@ -100,6 +107,26 @@ export class Guest extends EventEmitter<GuestEvents> {
     } catch (e) {
       for (const spare of spares) void spare.worker.terminate();
       throw e;
+    }
+  }
+
+  /** Writes the boot images into guest RAM: at creation, and again at every reset, as firmware reloads them. */
+  private loadImages(): void {
+    for (const w of this.plan.writes) this.memory.write(w.gpa, w.bytes);
+    const file = this.initrdFile;
+    const at = this.plan.initrd;
+    if (file === undefined || at === undefined) return;
+    const dst = this.memory.slice(at.gpa, at.size);
+    if (!dst) throw new RangeError(`initrd at 0x${at.gpa.toString(16)} is outside guest RAM`);
+    const fd = openSync(file, 'r');
+    try {
+      for (let done = 0; done < at.size;) {
+        const n = readSync(fd, dst, done, at.size - done, done);
+        if (n <= 0) throw new Error(`${file}: ended after ${done} of ${at.size} bytes (changed while booting?)`);
+        done += n;
+      }
+    } finally {
+      closeSync(fd);
     }
   }
 
@@ -223,7 +250,7 @@ export class Guest extends EventEmitter<GuestEvents> {
       t.exited = undefined;
       t.tid = undefined;
     }
-    for (const w of this.plan.writes) this.memory.write(w.gpa, w.bytes);
+    this.loadImages();
     this.state = 'created';
     await this.start();
   }
