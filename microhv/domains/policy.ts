@@ -2,7 +2,7 @@
 // by microhv, never self-declared): its capabilities, and the exact port and
 // MMIO ranges it may serve. A console domain cannot claim the IO-APIC.
 import { Capability, Role } from '../../idl/generated/control.js';
-import { ACPI_PM, COM1, I8042, IOAPIC_BASE } from '../../boot/layout.js';
+import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_CONFIG_PORTS, PCI_ECAM } from '../../boot/layout.js';
 import type { Space } from '../ioreq/ranges.js';
 
 export interface AllowedRange { readonly space: Space; readonly first: number; readonly last: number; readonly buffered: boolean }
@@ -14,7 +14,7 @@ export interface RolePolicy {
   readonly lines: { readonly source: true; readonly bit: number } | { readonly source: false };
 }
 
-export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC;
+export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC | typeof Role.ROLE_PCI;
 
 export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
   [Role.ROLE_CONSOLE]: {
@@ -35,6 +35,20 @@ export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
     // The IO-APIC's pins read the merged levels; it never writes the page.
     lines: { source: false },
     ranges: [{ space: 'mmio', first: IOAPIC_BASE, last: IOAPIC_BASE + 0xfff, buffered: false }],
+  },
+  [Role.ROLE_PCI]: {
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IRQ_LINES],
+    // INTx of the bus-0 functions (GSIs 16..23): the next source bit after the console's.
+    lines: { source: true, bit: 1 },
+    // Every config access is a read or a read-modify-write whose answer the guest waits for
+    // (BAR sizing reads back what it wrote), so none is posted.
+    ranges: [
+      // CONFIG_ADDRESS is one 32-bit register (PCI 3.0, 3.2.2.3.2); byte accesses to 0xcfb reach it too.
+      { space: 'pio', first: PCI_CONFIG_PORTS.base, last: PCI_CONFIG_PORTS.base + 3, buffered: false },
+      { space: 'pio', first: PCI_CONFIG_PORTS.base + 4, last: PCI_CONFIG_PORTS.base + PCI_CONFIG_PORTS.size - 1, buffered: false },
+      // Bus 0 of ECAM, the only bus the MCFG describes.
+      { space: 'mmio', first: PCI_ECAM.base, last: PCI_ECAM.base + PCI_ECAM.size - 1, buffered: false },
+    ],
   },
 };
 
