@@ -7,7 +7,7 @@
 // The control channel is main.ts's business; this file never talks to microhv.
 import { fstatSync } from 'node:fs';
 import { IoreqServer, type AppliedLog, type IoreqEndpointFds } from '../../idl/ioreq/server.js';
-import { PlatformEvent, type StubKind } from './abi.js';
+import { PlatformEvent, type StubExportsByKind, type StubKind } from './abi.js';
 import type { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { DomainProcessError } from './process-errors.js';
 import { MAX_ENDPOINTS, MAX_VCPUS, StateRegion, type EndpointImage, type Image } from './persist.js';
@@ -48,9 +48,13 @@ export class StubRuntime<K extends StubKind> {
   /**
    * Loads the module at `wasmPath` and restores it from `regionBytes`, or powers it on when the
    * region was never committed (a fresh region, or a predecessor that died before its first
-   * commit, so no guest-visible effect of it exists).
+   * commit, so no guest-visible effect of it exists). `beforeInit` runs only on power-on, just
+   * before init(): the pci device table is staged there, and a restored window already holds it.
    */
-  static open<K extends StubKind>(kind: K, wasmPath: string, regionBytes: Uint8Array, fresh: boolean, host: StubHost): StubRuntime<K> {
+  static open<K extends StubKind>(
+    kind: K, wasmPath: string, regionBytes: Uint8Array, fresh: boolean, host: StubHost,
+    beforeInit?: (exports: StubExportsByKind[K]) => void,
+  ): StubRuntime<K> {
     let region: StateRegion;
     let loaded: Image | 'empty';
     try {
@@ -63,6 +67,7 @@ export class StubRuntime<K extends StubKind> {
     const device = StubDevice.instantiate(kind, wasmPath, host);
     const window = device.stateWindow();
     if (loaded === 'empty') {
+      beforeInit?.(device.exports);
       device.exports.init();
       const image: Image = { kind, window, logOffset: undefined, outbox: undefined, endpoints: [] };
       const rt = new StubRuntime(kind, device, region, image, false);

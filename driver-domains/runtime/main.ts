@@ -1,4 +1,4 @@
-// The stub-domain process: one wasm stub module (console or ioapic) served as
+// The stub-domain process: one wasm stub module (console, ioapic or pci) served as
 // its own OS process, spawned, supervised and restarted by microhv.
 //
 //   node dist/driver-domains/runtime/main.js [--console-log PATH] [--console-socket PATH]
@@ -21,8 +21,8 @@ import {
   type EnvelopeBody, type EnvelopeBodyCase, type Hello, type IoreqRangeReply,
 } from '../../idl/generated/control.js';
 import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
-import { ACPI_PM, COM1, I8042, IOAPIC_BASE } from '../../boot/layout.js';
-import { LogLevel, PlatformEvent, type IoapicExports, type StubKind } from './abi.js';
+import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_CONFIG_PORTS, PCI_ECAM } from '../../boot/layout.js';
+import { LogLevel, PlatformEvent, type IoapicExports, type PciExports, type StubExportsByKind, type StubKind } from './abi.js';
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
 import { closeInheritedFds } from './fds.js';
@@ -30,6 +30,7 @@ import { installFilter, sealedRules, startRules } from './seccomp.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
 import { IrqLines, LineReader, LINES_PAGE_BYTES } from './irq-lines.js';
+import { DEFAULT_PCI_TABLE, stagePciTable } from './pci-table.js';
 import { DomainProcessError } from './process-errors.js';
 
 const CONTROL_FD = 3;
@@ -51,10 +52,31 @@ const RANGES = {
   // microhv forwards KVM_EXIT_IOAPIC_EOI as a posted write of the vector to IOAPIC_BASE + 0x40 on
   // this endpoint's buffered ring; the module's ioreq() handles that register like any other.
   ioapic: [{ space: AddressSpace.ADDRESS_SPACE_MMIO, start: IOAPIC_BASE, length: 0x1000, buffered: false }],
-  // Not served by this process yet (kindOf has no pci role): the config ports, bus 0 of ECAM and
-  // the MSI-X BARs, which move with bar_generation(), come with that wiring.
-  pci: [],
+  // CONFIG_ADDRESS, CONFIG_DATA and bus 0 of ECAM, all answered before the guest goes on. The
+  // ServedByPci BARs (MSI-X tables) are not here: they move with bar_generation() and arrive
+  // with the first endpoint that has one.
+  pci: [
+    { space: AddressSpace.ADDRESS_SPACE_PIO, start: PCI_CONFIG_PORTS.base, length: 4, buffered: false },
+    { space: AddressSpace.ADDRESS_SPACE_PIO, start: PCI_CONFIG_PORTS.base + 4, length: PCI_CONFIG_PORTS.size - 4, buffered: false },
+    { space: AddressSpace.ADDRESS_SPACE_MMIO, start: PCI_ECAM.base, length: PCI_ECAM.size, buffered: false },
+  ],
 } as const satisfies Record<StubKind, readonly RangeSpec[]>;
+
+/** Which side of the lines page each kind takes: the console (UART, SCI) and pci (INTx) drive lines, the ioapic reads them. */
+const LINE_SOURCE = { console: true, ioapic: false, pci: true } as const satisfies Record<StubKind, boolean>;
+
+/** Power-on staging before init() (StubRuntime.open); a restored instance finds it in its state window. */
+function beforeInit(kind: StubKind): ((ex: StubExportsByKind[StubKind]) => void) | undefined {
+  switch (kind) {
+    // The module was bound as kind pci (bindExports checked every PciExports function).
+    case 'pci': return (ex) => stagePciTable(ex as PciExports, DEFAULT_PCI_TABLE);
+    case 'console': case 'ioapic': return undefined;
+    default: {
+      const never: never = kind;
+      return never;
+    }
+  }
+}
 
 interface Args { consoleLog?: string; consoleSocket?: string }
 
@@ -75,7 +97,8 @@ function kindOf(role: Role): StubKind | undefined {
   switch (role) {
     case Role.ROLE_CONSOLE: return 'console';
     case Role.ROLE_IOAPIC: return 'ioapic';
-    case Role.ROLE_INVALID: case Role.ROLE_DOM0: case Role.ROLE_XENSTORE: case Role.ROLE_PCI: case Role.ROLE_BLOCK: case Role.ROLE_NET:
+    case Role.ROLE_PCI: return 'pci';
+    case Role.ROLE_INVALID: case Role.ROLE_DOM0: case Role.ROLE_XENSTORE: case Role.ROLE_BLOCK: case Role.ROLE_NET:
       return undefined;
     default: {
       const never: never = role;
@@ -160,7 +183,7 @@ class Domain {
   /** Route sync without irqfds (microhv refused EvtchnBindGsi): MSIs are counted, not sent. */
   private routesOnly: IoapicDelivery | undefined;
   private lineWarned = false;
-  /** Console: the lines page as a source, its bit and the `changed` eventfd. */
+  /** Console and pci: the lines page as a source, its bit and the `changed` eventfd. */
   private lineFds: { lines: IrqLines; changed: number } | undefined;
   private lineSource: { lines: IrqLines; bit: number; changed: number } | undefined;
   /** Ioapic: the lines page as reader and its `changed` eventfd. */
@@ -202,7 +225,7 @@ class Domain {
     const kind = kindOf(hello.role);
     const guest = hello.guestIds[0];
     if (kind === undefined || guest === undefined) {
-      this.conn.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'the stub-domain runtime serves ROLE_CONSOLE or ROLE_IOAPIC for one guest');
+      this.conn.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'the stub-domain runtime serves ROLE_CONSOLE, ROLE_IOAPIC or ROLE_PCI for one guest');
       return this.exit(1, `role ${enumName(Role, hello.role)}, guests [${hello.guestIds.join(', ')}]`);
     }
     this.kind = kind;
@@ -231,7 +254,7 @@ class Domain {
       log: (level, text) => this.moduleLog(level, text),
       setPin: (gsi, level) => this.setPin(gsi, level),
       msi: (addr, data) => (this.delivery ? this.delivery.msi(addr, data) : this.msiNotDelivered()),
-    });
+    }, beforeInit(kind));
     this.runtime = rt;
     rt.onPlatformEvent = (e) => this.reportPlatformEvent(e);
     this.info(`${kind} generation ${this.generation}: ${rt.restored ? `restored state commit ${rt.generation}` : 'powered on'}`);
@@ -337,7 +360,7 @@ class Domain {
     serve();
   }
 
-  /** GetIrqLines: the console drives lines, the ioapic reads them. Refused (an older core): lines are counted, not sent. */
+  /** GetIrqLines: the console and pci drive lines, the ioapic reads them. Refused (an older core): lines are counted, not sent. */
   private async acquireLines(kind: StubKind, guest: number): Promise<void> {
     let f: Frame;
     try {
@@ -357,7 +380,7 @@ class Domain {
       closeFds(f.fds);
       throw new DomainProcessError('PROTOCOL', 'irq lines reply without its page or changed eventfd');
     }
-    if (r.isSource !== (kind === 'console') || r.sourceBit > 31) {
+    if (r.isSource !== LINE_SOURCE[kind] || r.sourceBit > 31) {
       closeFds(f.fds);
       throw new DomainProcessError('PROTOCOL', `irq lines: a ${kind} domain given ${r.isSource ? `source bit ${r.sourceBit}` : 'the reader side'}`);
     }
@@ -460,7 +483,7 @@ class Domain {
     this.conn.send({ case: 'platformEvent', value: { kind } });
   }
 
-  /** The console module's set_pin: its bit in the GSI's mask, then a wake-up for the reader. */
+  /** The console's and pci's set_pin: this domain's bit in the GSI's mask, then a wake-up for the reader. */
   private setPin(gsi: number, level: number): void {
     const src = this.lineSource;
     if (src === undefined) return this.lineNotDelivered();

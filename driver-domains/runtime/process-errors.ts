@@ -11,6 +11,8 @@ export type DomainProcessErrorCode =
   | 'PROTOCOL'
   /** The state region cannot be used (too small, corrupt, another kind). */
   | 'STATE'
+  /** The module refused the configuration it was given (the pci device table). */
+  | 'CONFIG'
   /** The console log file or socket failed. */
   | 'CONSOLE_IO'
   /** The sandbox is not what microhv promised (an fd it did not give), or a seccomp filter could not be installed. Exit status 3. */
