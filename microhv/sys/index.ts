@@ -49,6 +49,7 @@ const c = {
   // the raw syscall would change only the calling thread.
   setresuid: libc.func('int setresuid(unsigned int r, unsigned int e, unsigned int s)'),
   pthreadSigmask: libc.func('int pthread_sigmask(int how, const void *set, void *old)'),
+  sigtimedwait: libc.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
   syscall: libc.func('long syscall(long nr, long a1, long a2, long a3, long a4)'),
   // The same entry point with a pointer third argument, for calls that take a struct.
   syscallPtr: libc.func('syscall', 'long', ['long', 'long', 'long', 'void *']),
@@ -427,4 +428,13 @@ function sigset(signals: number[]): Uint8Array {
 export function threadSigmask(block: boolean, signals: number[]): void {
   const r = c.pthreadSigmask(block ? SIG_BLOCK : SIG_UNBLOCK, sigset(signals), null) as number;
   if (r !== 0) throw new SysError('pthread_sigmask', r); // returns the error number, not -1
+}
+/**
+ * Takes a pending (blocked) `signal` off the calling thread without waiting; true if one was pending.
+ * A kick that arrives outside KVM_RUN stays pending and ends the next KVM_RUN; unless it is taken
+ * then, every later KVM_RUN would end at once as well.
+ */
+export function takePendingSignal(signal: number): boolean {
+  const zero = new BigInt64Array(2); // struct timespec { 0, 0 }: poll
+  return (c.sigtimedwait(sigset([signal]), null, zero) as number) === signal;
 }

@@ -52,7 +52,10 @@ function main(input: VcpuInput): VcpuEvent {
         break;
       }
       case 'INTR':
-        break; // kicked: the loop head looks at the control words
+        // Kicked: the loop head looks at the control words. The kick is taken off, or it would end
+        // every later KVM_RUN too (the signal stays pending while blocked outside KVM_RUN).
+        sys.takePendingSignal(input.kickSignal);
+        break;
       case 'IOAPIC_EOI':
         if (io.eoi(run.ioapicEoi().vector) === 'stopped') return { type: 'stopped' };
         break;
