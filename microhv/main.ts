@@ -16,9 +16,10 @@ import { DomainManager } from './domains/manager.js';
 const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT] [--mem MIB] [--vcpus N]
                    [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--no-reboot]
                    [--fault ACTION:DOMAIN:EVERY_MS[:FIRST_MS]]... [--until TEXT [--until-count N]]
-  Boots a guest under microhv. Its console is written to --console-log (and echoed here) and can be
+  Boots a guest under microhv with its console, ioapic and pci domains. Its console is written to
+  --console-log (and echoed here) and can be
   attached on --console-socket. A guest reset (reboot) boots it again; --no-reboot ends the run instead.
-  --fault injects faults into a domain (console, ioapic) every EVERY_MS, first after FIRST_MS
+  --fault injects faults into a domain (console, ioapic, pci) every EVERY_MS, first after FIRST_MS
   (default EVERY_MS): kill (SIGKILL) or hang (SIGSTOP: the heartbeat finds it hung). Repeatable.
   --until TEXT ends the run (exit 0) once the guest's console has shown TEXT N times (default 1).`;
 
@@ -28,7 +29,7 @@ interface Options {
   kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string;
   timeoutS?: number; until?: string; untilCount: number; noReboot: boolean; faults: Fault[];
 }
-const DOMAINS = ['console', 'ioapic'];
+const DOMAINS = ['console', 'ioapic', 'pci'];
 
 function parse(argv: string[]): Options {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: {
@@ -115,6 +116,9 @@ async function main(argv: string[]): Promise<number> {
   // The guest's IO-APIC (split irqchip): with it the guest boots without noapic, and the console's
   // UART and SCI lines reach it through the lines page.
   manager.add(Role.ROLE_IOAPIC, 'ioapic', [runtime]);
+  // PCI bus 0 (config ports and ECAM): with it the guest finds a config access method and its host
+  // bridge; the bus's endpoints, when there are any, raise INTx through the lines page.
+  manager.add(Role.ROLE_PCI, 'pci', [runtime]);
   manager.on('log', (l) => console.error(`microhv: ${l}`));
   const timers: NodeJS.Timeout[] = [];
   let reboots = 0;

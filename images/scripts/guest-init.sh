@@ -33,14 +33,18 @@ case "$scenario" in
     say "virtio devices $(ls /sys/bus/virtio/devices 2>/dev/null | wc -l)"
     ;;
   count)
-    # count N DELAY [irq]: N numbered lines, DELAY seconds apart (busybox sleep takes fractions). With
-    # irq, each line also carries the guest's interrupt counts: local APIC timer (loc) and the UART
-    # (uart), summed over the CPUs.
+    # count N DELAY [irq|pci]: N numbered lines, DELAY seconds apart (busybox sleep takes fractions).
+    # With irq, each line also carries the guest's interrupt counts: local APIC timer (loc) and the
+    # UART (uart), summed over the CPUs. With pci, it carries config dwords 0x00 (IDs) and 0x08
+    # (class, revision) of the host bridge, read afresh through the config ports for each line.
     set -- $args
-    n=${1:-100}; delay=${2:-0}; irq=${3:-}; i=1
+    n=${1:-100}; delay=${2:-0}; extra=${3:-}; i=1
+    bridge=/sys/bus/pci/devices/0000:00:00.0/config
     while [ "$i" -le "$n" ]; do
-      if [ "$irq" = irq ]; then
+      if [ "$extra" = irq ]; then
         say "line $i $(awk '$1 == "LOC:" || $NF == "ttyS0" { s = 0; for (f = 2; f <= NF && $f ~ /^[0-9]+$/; f++) s += $f; printf "%s=%d ", ($1 == "LOC:" ? "loc" : "uart"), s }' /proc/interrupts)"
+      elif [ "$extra" = pci ]; then
+        say "line $i ids=$(od -An -tx4 -N4 "$bridge" | tr -d ' ') class=$(od -An -tx4 -j8 -N4 "$bridge" | tr -d ' ')"
       else
         say "line $i"
       fi
@@ -54,6 +58,13 @@ case "$scenario" in
     set -- $args
     n=${1:-100}; delay=${2:-0}; i=1
     while [ "$i" -le "$n" ]; do echo "<2>microhv-guest: line $i" > /dev/kmsg; [ "$delay" = 0 ] || sleep "$delay"; i=$((i + 1)); done
+    ;;
+  pci)
+    # Every function on the PCI bus as the guest enumerated it: name, vendor and device IDs.
+    for d in /sys/bus/pci/devices/*; do
+      [ -e "$d" ] && say "pci $(basename "$d") $(cat "$d/vendor") $(cat "$d/device") class $(cat "$d/class")"
+    done
+    say "pci functions $(ls /sys/bus/pci/devices 2>/dev/null | wc -l)"
     ;;
   tools)
     fio --version >/dev/null && say "fio $(fio --version)" || rc=1
