@@ -266,6 +266,8 @@ describe('stub-domain process: ioapic role', () => {
       const pin5 = () => core.routes.filter((r) => r.pin === 5 && r.generation === 1).at(-1);
       for (let i = 0; i < 200 && pin5()?.vector !== 0x31; i++) await sleep(10);
       expect(pin5()).toMatchObject({ vector: 0x31, masked: true });
+      // The warning travels on the domain's stderr pipe, which may arrive after the route request.
+      for (let i = 0; i < 200 && !/logical-destination/.test(inst.stderr); i++) await sleep(10);
       expect(inst.stderr).toMatch(/logical-destination/);
 
       // microhv forwards KVM_EXIT_IOAPIC_EOI as a posted 4-byte write of the vector to the EOI register.
