@@ -192,10 +192,12 @@ export class Guest extends EventEmitter<GuestEvents> {
     if (this.state === 'stopped') return;
     const halted = this.state === 'halted' || this.state === 'created';
     this.state = 'stopped';
-    if (halted) {
-      this.emit('stopped');
-      return;
-    }
+    if (!halted) await this.stopThreads();
+    this.emit('stopped');
+  }
+
+  /** Ends every vCPU thread (kicking each out of KVM_RUN, waking a paused one) and waits for them. */
+  private async stopThreads(): Promise<void> {
     for (const t of this.threads) {
       const c = new Int32Array(t.control);
       Atomics.store(c, VCPU_CTL.STOP, 1);
@@ -204,7 +206,6 @@ export class Guest extends EventEmitter<GuestEvents> {
     }
     this.kickAll();
     await Promise.all(this.threads.map((t) => t.exited));
-    this.emit('stopped');
   }
 
   /**
@@ -215,14 +216,7 @@ export class Guest extends EventEmitter<GuestEvents> {
   async halt(): Promise<void> {
     if (this.state !== 'running' && this.state !== 'paused') throw new Error(`cannot halt a guest that is ${this.state}`);
     this.state = 'halted';
-    for (const t of this.threads) {
-      const c = new Int32Array(t.control);
-      Atomics.store(c, VCPU_CTL.STOP, 1);
-      Atomics.store(c, VCPU_CTL.PAUSE, 0);
-      Atomics.notify(c, VCPU_CTL.PAUSE);
-    }
-    this.kickAll();
-    await Promise.all(this.threads.map((t) => t.exited));
+    await this.stopThreads();
     for (let id = 0; id < this.nextEndpoint; id++) {
       const fds = this.endpoints.get(id);
       if (fds && await settleSlots(fds, 2_000) > 0) this.emit('failed', `ioreq endpoint ${id}: a slot stayed in process through the reset`);
