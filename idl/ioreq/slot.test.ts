@@ -52,6 +52,19 @@ describe('ioreq slot state machine', () => {
     expect(codeOf(() => microhv.publish({ ...READ_UART_LSR, seq: 2n }))).toBe('BAD_STATE');
   });
 
+  it('withdraws_a_published_ioreq_no_server_claimed_but_not_a_claimed_one', () => {
+    const { microhv, server } = page();
+    microhv.publish(READ_UART_LSR);
+    expect(microhv.withdraw(1)).toBe(true);
+    expect(microhv.state(1)).toBe(IoreqState.IOREQ_STATE_IDLE);
+    expect(server.claim(1)).toBeNull();
+
+    microhv.publish({ ...READ_UART_LSR, seq: 2n });
+    server.claim(1);
+    expect(microhv.withdraw(1)).toBe(false);
+    expect(microhv.state(1)).toBe(IoreqState.IOREQ_STATE_IN_PROCESS);
+  });
+
   it('refuses_to_complete_an_unclaimed_slot', () => {
     const { microhv, server } = page();
     microhv.publish(READ_UART_LSR);

@@ -71,6 +71,20 @@ export class IoreqSlots {
 
   // ------------------------------------------------------- microhv's side
 
+  /**
+   * microhv, at a platform reset with its vCPUs stopped: takes back a published ioreq no server has
+   * claimed (READY -> IDLE). False when the slot was not READY (a server won the race, or it held none).
+   */
+  withdraw(vcpu: number): boolean {
+    // ORDER: compare-and-swap against the server's READY -> IN_PROCESS: exactly one side moves it.
+    return Atomics.compareExchange(this.mem.i32, this.stateIndex(vcpu), IoreqState.IOREQ_STATE_READY, IoreqState.IOREQ_STATE_IDLE) >>> 0 === IoreqState.IOREQ_STATE_READY;
+  }
+
+  /** microhv, once a reset has settled the slot: IDLE, whatever answer it still held. */
+  release(vcpu: number): void {
+    IoreqSlot.storeState(this.mem, this.at(vcpu), IoreqState.IOREQ_STATE_IDLE);
+  }
+
   /** microhv, once when it creates the page: every slot IDLE. */
   initialise(): void {
     for (let v = 0; v < this.vcpus; v++) {

@@ -9,6 +9,7 @@ import { IoreqSlot, IoreqState } from '../../idl/generated/ioreq.js';
 import { RingProtocol } from '../../idl/generated/ring.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { createSharedRing, type SharedRing } from '../../idl/ring/shm.js';
+import { IoreqSlots } from '../../idl/ioreq/slot.js';
 import type { RingGeometry } from '../../idl/ring/ring.js';
 
 export const MAX_ENDPOINTS = 32;
@@ -108,18 +109,15 @@ export function createEndpoint(name: string, vcpus: number): { fds: EndpointFds;
  */
 export async function settleSlots(fds: EndpointFds, deadlineMs: number): Promise<number> {
   const m = sys.mmap(slotPageBytes(fds.vcpus), sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, fds.slots, 0);
-  const mem = new SharedBytes(m.buffer);
+  const slots = new IoreqSlots(new SharedBytes(m.buffer), 0, fds.vcpus);
   const end = Date.now() + deadlineMs;
   let stuck = 0;
   try {
     for (let v = 0; v < fds.vcpus; v++) {
-      const base = v * IoreqSlot.SIZE;
-      const state = (): number => IoreqSlot.loadState(mem, base);
-      // ORDER: the CAS takes READY away from a server that has not taken it yet; a server that won moved it to IN_PROCESS.
-      Atomics.compareExchange(mem.i32, (base + IoreqSlot.OFFSET.state) >> 2, IoreqState.IOREQ_STATE_READY, IoreqState.IOREQ_STATE_IDLE);
-      while (state() === IoreqState.IOREQ_STATE_IN_PROCESS && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
-      if (state() === IoreqState.IOREQ_STATE_IN_PROCESS) stuck++;
-      else IoreqSlot.storeState(mem, base, IoreqState.IOREQ_STATE_IDLE);
+      slots.withdraw(v);
+      while (slots.state(v) === IoreqState.IOREQ_STATE_IN_PROCESS && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
+      if (slots.state(v) === IoreqState.IOREQ_STATE_IN_PROCESS) stuck++;
+      else slots.release(v);
     }
   } finally {
     sys.munmap(m);
