@@ -8,6 +8,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { runInTestHost } from '../testhost/testhost.js';
+import { microhvRunCommand } from './support/microhv-run.js';
 
 let image: TestHostImage;
 beforeAll(() => { image = buildTestHost(); });
@@ -22,9 +23,7 @@ function lines(output: string): Line[] {
   }));
 }
 
-const run = (cmdline: string, extra: string): string =>
-  `timeout -s KILL 280 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 2 `
-  + `--cmdline '${cmdline}' --console-log /tmp/console.log --timeout 260 ${extra} >/dev/null 2>/tmp/err.txt; echo run-exit=$?; `;
+const run = (cmdline: string, extra: string): string => microhvRunCommand(cmdline, extra, 2);
 
 describe('platform domain restarts', () => {
   test('guest_lines_arrive_once_in_order_and_interrupts_keep_counting_while_console_and_ioapic_are_killed_alternately', async () => {

@@ -6,13 +6,12 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { runInTestHost } from '../testhost/testhost.js';
+import { microhvRunCommand } from './support/microhv-run.js';
 
 let image: TestHostImage;
 beforeAll(() => { image = buildTestHost(); });
 
-const run = (cmdline: string, extra: string): string =>
-  `timeout -s KILL 280 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio `
-  + `--cmdline '${cmdline}' --console-log /tmp/console.log --timeout 260 ${extra} >/dev/null 2>/tmp/err.txt; echo run-exit=$?; `;
+const run = (cmdline: string, extra: string): string => microhvRunCommand(cmdline, extra);
 
 describe('ioapic domain', () => {
   test('guest_boots_with_the_io_apic_runs_hello_and_powers_off_through_acpi', async () => {
