@@ -165,6 +165,8 @@ const HANDLERS = {
   msiRouteReply: (d, f) => d.stray(f),
   evtchnBound: (d, f) => d.stray(f),
   irqLinesReply: (d, f) => d.stray(f),
+  ioeventfdReply: (d, f) => d.stray(f),
+  msixEventfdsReply: (d, f) => d.stray(f),
 } satisfies Record<FromMicrohv, Handler>;
 
 class Domain {

@@ -76,7 +76,7 @@ describe('control channel', () => {
     server.adopt(a);
     const client = adoptControl(reactor, b, { onFrame: () => {} });
 
-    const reply = await client.request({ case: 'setMsiRoute', value: { guestId: 1, gsi: 0, address: 0xfee00000n, data: 0x30, requesterId: 8, remove: false } });
+    const reply = await client.request({ case: 'setMsiRoute', value: { guestId: 1, slot: 1, vector: 0, address: 0xfee00000n, data: 0x30, effective: true } });
 
     expect(reply.body.case === 'error' && reply.body.value.code).toBe(ErrorCode.ERROR_CODE_NOT_PERMITTED);
     expect(handled).toBe(0);

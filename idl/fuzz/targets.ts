@@ -44,7 +44,7 @@ const SAMPLE_ENVELOPES: Envelope[] = [
   createEnvelope({ id: 1, body: { case: 'hello', value: createHello({ protocolVersion: 1, domainId: 2, role: Role.ROLE_PCI, capabilities: [Capability.CAPABILITY_MSI_ROUTE], guestIds: [1], generation: 1, heartbeatIntervalMs: 100 }) } }),
   createEnvelope({ replyTo: 1, body: { case: 'ioreqRangeReply', value: createIoreqRangeReply({ rangeId: 1, slots: { index: 0 }, vcpuCount: 1, toServer: [{ index: 1 }], toVcpu: [{ index: 2 }] }) } }),
   createEnvelope({ replyTo: 2, body: { case: 'error', value: { code: ErrorCode.ERROR_CODE_BAD_STATE, message: 'not while sleeping' } } }),
-  createEnvelope({ id: 3, body: { case: 'setMsiRoute', value: { guestId: 1, gsi: 24, address: 0xfee00000n, data: 0x4041, requesterId: 0x10, remove: false } } }),
+  createEnvelope({ id: 3, body: { case: 'setMsiRoute', value: { guestId: 1, slot: 2, vector: 1, address: 0xfee00000n, data: 0x4041, effective: true } } }),
   // One of each lifecycle message, so mutation starts next to every body case.
   createEnvelope({ id: 4, body: { case: 'activate', value: {} } }),
   createEnvelope({ id: 5, body: { case: 'sleep', value: {} } }),

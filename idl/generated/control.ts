@@ -212,6 +212,11 @@ export const Capability = {
    * line source (the console domain) or as their reader (the ioapic domain).
    */
   CAPABILITY_IRQ_LINES: 10,
+  /**
+   * Tell microhv where the BARs of bus 0's functions are (MapBar). The pci
+   * domain only: it owns configuration space.
+   */
+  CAPABILITY_PCI_BARS: 11,
 } as const;
 export type Capability = (typeof Capability)[keyof typeof Capability];
 
@@ -228,6 +233,7 @@ export function isValidCapability(v: number): v is Capability {
     case 8:
     case 9:
     case 10:
+    case 11:
       return true;
     default:
       return false;
@@ -1371,7 +1377,10 @@ export function fdIndexesOfStateRegionReply(m: StateRegionReply, out: number[]):
 
 /**
  * D -> M: send me the ioreqs that fall in [start, start + length) of
- * `space` for guest `guest_id`. Needs CAPABILITY_IOREQ_SERVER.
+ * `space` for guest `guest_id`. Needs CAPABILITY_IOREQ_SERVER. A PCI backend
+ * (ROLE_BLOCK, ROLE_NET) registers its BAR as MMIO start 0, length the BAR's
+ * size: its ioreqs carry offsets from the BAR's base, wherever the pci domain
+ * places it (MapBar), so a BAR move is invisible to it.
  */
 export interface RegisterIoreqRange {
   guestId: number;
@@ -1587,8 +1596,14 @@ export function fdIndexesOfIoreqRangeReply(m: IoreqRangeReply, out: number[]): v
 
 /**
  * D -> M: make guest writes to [addr, addr + length) of `space` increment
- * the eventfd (KVM ioeventfd). Needs CAPABILITY_IOEVENTFD; the range must lie
- * in one the domain registered.
+ * an eventfd (KVM ioeventfd). Needs CAPABILITY_IOEVENTFD. A PCI backend
+ * (ROLE_BLOCK, ROLE_NET) names `addr` as an offset in its BAR: microhv binds
+ * it wherever the pci domain placed the BAR (MapBar), moves it with the BAR
+ * and unbinds it while the BAR does not decode. The eventfd is microhv's: it
+ * is made on the first bind of these fields and every instance of the domain
+ * gets the same one back (IoeventfdReply), so doorbells rung while the domain
+ * is down accumulate in its counter (DESIGN.md 2.2). Repeating a bind is
+ * harmless.
  */
 export interface BindIoeventfd {
   guestId: number;
@@ -1599,9 +1614,7 @@ export interface BindIoeventfd {
   /** Only writes of exactly `datamatch_value` trigger it. */
   datamatch: boolean;
   datamatchValue: bigint;
-  /** The eventfd, sent with this frame. */
-  eventfd: FdRef | undefined;
-  /** True removes a previous binding with the same fields instead. */
+  /** True removes the binding (microhv keeps the eventfd for a later bind). */
   unbind: boolean;
 }
 
@@ -1613,7 +1626,6 @@ export function createBindIoeventfd(init: Partial<BindIoeventfd> = {}): BindIoev
     length: init.length ?? 0,
     datamatch: init.datamatch ?? false,
     datamatchValue: init.datamatchValue ?? 0n,
-    eventfd: init.eventfd ?? undefined,
     unbind: init.unbind ?? false,
   };
 }
@@ -1640,14 +1652,6 @@ export function encodeBindIoeventfd(w: Writer, m: BindIoeventfd): void {
   if (m.datamatchValue !== 0n) {
     w.tag(6, 0);
     w.uint64(m.datamatchValue);
-  }
-  if (m.eventfd !== undefined) {
-    w.tag(7, 2);
-    {
-      const at = w.beginLength();
-      encodeFdRef(w, m.eventfd);
-      w.endLength(at);
-    }
   }
   if (m.unbind) {
     w.tag(8, 0);
@@ -1685,10 +1689,6 @@ export function decodeBindIoeventfd(r: Reader): BindIoeventfd {
         r.expectWire(t, 0, 'BindIoeventfd.datamatch_value');
         m.datamatchValue = r.uint64('BindIoeventfd.datamatch_value');
         break;
-      case 7:
-        r.expectWire(t, 2, 'BindIoeventfd.eventfd');
-        m.eventfd = decodeNested(r, decodeFdRef, 'BindIoeventfd.eventfd');
-        break;
       case 8:
         r.expectWire(t, 0, 'BindIoeventfd.unbind');
         m.unbind = r.bool('BindIoeventfd.unbind');
@@ -1701,8 +1701,49 @@ export function decodeBindIoeventfd(r: Reader): BindIoeventfd {
   return m;
 }
 
+
+/** M -> D, answers BindIoeventfd. */
+export interface IoeventfdReply {
+  /** The doorbell's eventfd; the domain reads it (EFD_NONBLOCK) to take rings. */
+  eventfd: FdRef | undefined;
+}
+
+export function createIoeventfdReply(init: Partial<IoeventfdReply> = {}): IoeventfdReply {
+  return {
+    eventfd: init.eventfd ?? undefined,
+  };
+}
+
+export function encodeIoeventfdReply(w: Writer, m: IoeventfdReply): void {
+  if (m.eventfd !== undefined) {
+    w.tag(1, 2);
+    {
+      const at = w.beginLength();
+      encodeFdRef(w, m.eventfd);
+      w.endLength(at);
+    }
+  }
+}
+
+/** Decodes IoeventfdReply from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeIoeventfdReply(r: Reader): IoeventfdReply {
+  const m = createIoeventfdReply();
+  while (r.pos < r.limit) {
+    const t = r.tag('IoeventfdReply');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 2, 'IoeventfdReply.eventfd');
+        m.eventfd = decodeNested(r, decodeFdRef, 'IoeventfdReply.eventfd');
+        break;
+      default:
+        r.skip(t, 'IoeventfdReply');
+    }
+  }
+  return m;
+}
+
 /** Appends every fd index (FdRef) in m to out, in field order. */
-export function fdIndexesOfBindIoeventfd(m: BindIoeventfd, out: number[]): void {
+export function fdIndexesOfIoeventfdReply(m: IoeventfdReply, out: number[]): void {
   if (m.eventfd !== undefined) fdIndexesOfFdRef(m.eventfd, out);
 }
 
@@ -1804,34 +1845,32 @@ export function fdIndexesOfBindIrqfd(m: BindIrqfd, out: number[]): void {
 
 
 /**
- * D -> M: route `gsi` to an MSI address/data pair. Needs CAPABILITY_MSI_ROUTE
- * and the device to be one the domain owns.
+ * D -> M: vector `vector` of function `slot` (bus 0, function 0) is now
+ * effective with `address`/`data`, or not. Needs CAPABILITY_MSI_ROUTE.
+ * Idempotent; answered by MsiRouteReply.
  */
 export interface SetMsiRoute {
   guestId: number;
-  /**
-   * GSI number; microhv allocates MSI GSIs from 24 upwards on request:
-   * 0 asks for a fresh one, returned in MsiRouteReply.
-   */
-  gsi: number;
-  /** MSI address (x86: 0xFEExxxxx plus extended destination bits). */
+  /** Device number on bus 0, 1..31. */
+  slot: number;
+  /** MSI-X table entry, 0..vectors-1. */
+  vector: number;
+  /** MSI address (x86: 0xFEExxxxx; bits 63:32 must be zero). */
   address: bigint;
   /** MSI data (vector, delivery mode, trigger). */
   data: number;
-  /** PCI requester id (bus << 8 | devfn) of the device. */
-  requesterId: number;
-  /** True removes the route. */
-  remove: boolean;
+  /** False detaches the irqfd and removes the route. */
+  effective: boolean;
 }
 
 export function createSetMsiRoute(init: Partial<SetMsiRoute> = {}): SetMsiRoute {
   return {
     guestId: init.guestId ?? 0,
-    gsi: init.gsi ?? 0,
+    slot: init.slot ?? 0,
+    vector: init.vector ?? 0,
     address: init.address ?? 0n,
     data: init.data ?? 0,
-    requesterId: init.requesterId ?? 0,
-    remove: init.remove ?? false,
+    effective: init.effective ?? false,
   };
 }
 
@@ -1840,25 +1879,25 @@ export function encodeSetMsiRoute(w: Writer, m: SetMsiRoute): void {
     w.tag(1, 0);
     w.uint32(m.guestId);
   }
-  if (m.gsi !== 0) {
+  if (m.slot !== 0) {
     w.tag(2, 0);
-    w.uint32(m.gsi);
+    w.uint32(m.slot);
+  }
+  if (m.vector !== 0) {
+    w.tag(3, 0);
+    w.uint32(m.vector);
   }
   if (m.address !== 0n) {
-    w.tag(3, 0);
+    w.tag(4, 0);
     w.uint64(m.address);
   }
   if (m.data !== 0) {
-    w.tag(4, 0);
+    w.tag(5, 0);
     w.uint32(m.data);
   }
-  if (m.requesterId !== 0) {
-    w.tag(5, 0);
-    w.uint32(m.requesterId);
-  }
-  if (m.remove) {
+  if (m.effective) {
     w.tag(6, 0);
-    w.bool(m.remove);
+    w.bool(m.effective);
   }
 }
 
@@ -1873,24 +1912,24 @@ export function decodeSetMsiRoute(r: Reader): SetMsiRoute {
         m.guestId = r.uint32('SetMsiRoute.guest_id');
         break;
       case 2:
-        r.expectWire(t, 0, 'SetMsiRoute.gsi');
-        m.gsi = r.uint32('SetMsiRoute.gsi');
+        r.expectWire(t, 0, 'SetMsiRoute.slot');
+        m.slot = r.uint32('SetMsiRoute.slot');
         break;
       case 3:
+        r.expectWire(t, 0, 'SetMsiRoute.vector');
+        m.vector = r.uint32('SetMsiRoute.vector');
+        break;
+      case 4:
         r.expectWire(t, 0, 'SetMsiRoute.address');
         m.address = r.uint64('SetMsiRoute.address');
         break;
-      case 4:
+      case 5:
         r.expectWire(t, 0, 'SetMsiRoute.data');
         m.data = r.uint32('SetMsiRoute.data');
         break;
-      case 5:
-        r.expectWire(t, 0, 'SetMsiRoute.requester_id');
-        m.requesterId = r.uint32('SetMsiRoute.requester_id');
-        break;
       case 6:
-        r.expectWire(t, 0, 'SetMsiRoute.remove');
-        m.remove = r.bool('SetMsiRoute.remove');
+        r.expectWire(t, 0, 'SetMsiRoute.effective');
+        m.effective = r.bool('SetMsiRoute.effective');
         break;
       default:
         r.skip(t, 'SetMsiRoute');
@@ -1902,6 +1941,7 @@ export function decodeSetMsiRoute(r: Reader): SetMsiRoute {
 
 /** M -> D, answers SetMsiRoute. */
 export interface MsiRouteReply {
+  /** The GSI microhv uses for the vector (24 and up), for logs. */
   gsi: number;
 }
 
@@ -1930,6 +1970,213 @@ export function decodeMsiRouteReply(r: Reader): MsiRouteReply {
         break;
       default:
         r.skip(t, 'MsiRouteReply');
+    }
+  }
+  return m;
+}
+
+
+/**
+ * D -> M: the MSI-X eventfds of function `slot`, one per vector in vector
+ * order. The pci domain (CAPABILITY_MSI_ROUTE) may ask for any function; a
+ * backend (CAPABILITY_IRQFD) only for the function it serves. Answered by
+ * MsixEventfdsReply; every call returns the same eventfds.
+ */
+export interface GetMsixEventfds {
+  guestId: number;
+  slot: number;
+}
+
+export function createGetMsixEventfds(init: Partial<GetMsixEventfds> = {}): GetMsixEventfds {
+  return {
+    guestId: init.guestId ?? 0,
+    slot: init.slot ?? 0,
+  };
+}
+
+export function encodeGetMsixEventfds(w: Writer, m: GetMsixEventfds): void {
+  if (m.guestId !== 0) {
+    w.tag(1, 0);
+    w.uint32(m.guestId);
+  }
+  if (m.slot !== 0) {
+    w.tag(2, 0);
+    w.uint32(m.slot);
+  }
+}
+
+/** Decodes GetMsixEventfds from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeGetMsixEventfds(r: Reader): GetMsixEventfds {
+  const m = createGetMsixEventfds();
+  while (r.pos < r.limit) {
+    const t = r.tag('GetMsixEventfds');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 0, 'GetMsixEventfds.guest_id');
+        m.guestId = r.uint32('GetMsixEventfds.guest_id');
+        break;
+      case 2:
+        r.expectWire(t, 0, 'GetMsixEventfds.slot');
+        m.slot = r.uint32('GetMsixEventfds.slot');
+        break;
+      default:
+        r.skip(t, 'GetMsixEventfds');
+    }
+  }
+  return m;
+}
+
+
+/** M -> D, answers GetMsixEventfds. */
+export interface MsixEventfdsReply {
+  eventfds: FdRef[];
+}
+
+export function createMsixEventfdsReply(init: Partial<MsixEventfdsReply> = {}): MsixEventfdsReply {
+  return {
+    eventfds: init.eventfds ?? [],
+  };
+}
+
+export function encodeMsixEventfdsReply(w: Writer, m: MsixEventfdsReply): void {
+  for (const v of m.eventfds) {
+    w.tag(1, 2);
+    {
+      const at = w.beginLength();
+      encodeFdRef(w, v);
+      w.endLength(at);
+    }
+  }
+}
+
+/** Decodes MsixEventfdsReply from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeMsixEventfdsReply(r: Reader): MsixEventfdsReply {
+  const m = createMsixEventfdsReply();
+  while (r.pos < r.limit) {
+    const t = r.tag('MsixEventfdsReply');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 2, 'MsixEventfdsReply.eventfds');
+        m.eventfds.push(decodeNested(r, decodeFdRef, 'MsixEventfdsReply.eventfds'));
+        break;
+      default:
+        r.skip(t, 'MsixEventfdsReply');
+    }
+  }
+  return m;
+}
+
+/** Appends every fd index (FdRef) in m to out, in field order. */
+export function fdIndexesOfMsixEventfdsReply(m: MsixEventfdsReply, out: number[]): void {
+  for (const v of m.eventfds) fdIndexesOfFdRef(v, out);
+}
+
+
+/**
+ * D -> M: BAR `bar` of function `slot` on bus 0 is at [base, base + size)
+ * and does (or, decoding false, does not) decode. Needs CAPABILITY_PCI_BARS.
+ * microhv routes accesses in the range to whoever serves the BAR: the pci
+ * domain itself when served_by_pci (MSI-X table and PBA, at guest-physical
+ * addresses, on the endpoint of its ECAM range), otherwise the backend
+ * attached to that function, which gets offsets from base. The range must be
+ * naturally aligned, inside the 32-bit PCI window of the memory map, and
+ * overlap no other range. A BAR that moves leaves its old range; one that
+ * stops decoding has none (accesses read all-ones). Idempotent; answered by
+ * Ack. The pci domain states every BAR at start and before it answers the
+ * ioreq that changed one, so the guest's next access finds it in place.
+ */
+export interface MapBar {
+  guestId: number;
+  /** Device number on bus 0, 1..31. */
+  slot: number;
+  /** BAR index, 0..5 (a 64-bit BAR by its lower index). */
+  bar: number;
+  base: bigint;
+  /** Bytes, a power of two, at least 16. */
+  size: bigint;
+  decoding: boolean;
+  servedByPci: boolean;
+}
+
+export function createMapBar(init: Partial<MapBar> = {}): MapBar {
+  return {
+    guestId: init.guestId ?? 0,
+    slot: init.slot ?? 0,
+    bar: init.bar ?? 0,
+    base: init.base ?? 0n,
+    size: init.size ?? 0n,
+    decoding: init.decoding ?? false,
+    servedByPci: init.servedByPci ?? false,
+  };
+}
+
+export function encodeMapBar(w: Writer, m: MapBar): void {
+  if (m.guestId !== 0) {
+    w.tag(1, 0);
+    w.uint32(m.guestId);
+  }
+  if (m.slot !== 0) {
+    w.tag(2, 0);
+    w.uint32(m.slot);
+  }
+  if (m.bar !== 0) {
+    w.tag(3, 0);
+    w.uint32(m.bar);
+  }
+  if (m.base !== 0n) {
+    w.tag(4, 0);
+    w.uint64(m.base);
+  }
+  if (m.size !== 0n) {
+    w.tag(5, 0);
+    w.uint64(m.size);
+  }
+  if (m.decoding) {
+    w.tag(6, 0);
+    w.bool(m.decoding);
+  }
+  if (m.servedByPci) {
+    w.tag(7, 0);
+    w.bool(m.servedByPci);
+  }
+}
+
+/** Decodes MapBar from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeMapBar(r: Reader): MapBar {
+  const m = createMapBar();
+  while (r.pos < r.limit) {
+    const t = r.tag('MapBar');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 0, 'MapBar.guest_id');
+        m.guestId = r.uint32('MapBar.guest_id');
+        break;
+      case 2:
+        r.expectWire(t, 0, 'MapBar.slot');
+        m.slot = r.uint32('MapBar.slot');
+        break;
+      case 3:
+        r.expectWire(t, 0, 'MapBar.bar');
+        m.bar = r.uint32('MapBar.bar');
+        break;
+      case 4:
+        r.expectWire(t, 0, 'MapBar.base');
+        m.base = r.uint64('MapBar.base');
+        break;
+      case 5:
+        r.expectWire(t, 0, 'MapBar.size');
+        m.size = r.uint64('MapBar.size');
+        break;
+      case 6:
+        r.expectWire(t, 0, 'MapBar.decoding');
+        m.decoding = r.bool('MapBar.decoding');
+        break;
+      case 7:
+        r.expectWire(t, 0, 'MapBar.served_by_pci');
+        m.servedByPci = r.bool('MapBar.served_by_pci');
+        break;
+      default:
+        r.skip(t, 'MapBar');
     }
   }
   return m;
@@ -2540,6 +2787,10 @@ export type EnvelopeBody =
   | { readonly case: 'routeIoapicPin'; readonly value: RouteIoapicPin }
   | { readonly case: 'getIrqLines'; readonly value: GetIrqLines }
   | { readonly case: 'irqLinesReply'; readonly value: IrqLinesReply }
+  | { readonly case: 'ioeventfdReply'; readonly value: IoeventfdReply }
+  | { readonly case: 'getMsixEventfds'; readonly value: GetMsixEventfds }
+  | { readonly case: 'msixEventfdsReply'; readonly value: MsixEventfdsReply }
+  | { readonly case: 'mapBar'; readonly value: MapBar }
   | { readonly case: 'evtchnBindInterdomain'; readonly value: EvtchnBindInterdomain }
   | { readonly case: 'evtchnBindGsi'; readonly value: EvtchnBindGsi }
   | { readonly case: 'evtchnBindMsi'; readonly value: EvtchnBindMsi }
@@ -2799,6 +3050,38 @@ export function encodeEnvelope(w: Writer, m: Envelope): void {
           w.endLength(at);
         }
         break;
+      case 'ioeventfdReply':
+        w.tag(43, 2);
+        {
+          const at = w.beginLength();
+          encodeIoeventfdReply(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'getMsixEventfds':
+        w.tag(44, 2);
+        {
+          const at = w.beginLength();
+          encodeGetMsixEventfds(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'msixEventfdsReply':
+        w.tag(45, 2);
+        {
+          const at = w.beginLength();
+          encodeMsixEventfdsReply(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'mapBar':
+        w.tag(46, 2);
+        {
+          const at = w.beginLength();
+          encodeMapBar(w, body.value);
+          w.endLength(at);
+        }
+        break;
       case 'evtchnBindInterdomain':
         w.tag(50, 2);
         {
@@ -2973,6 +3256,22 @@ export function decodeEnvelope(r: Reader): Envelope {
         r.expectWire(t, 2, 'Envelope.irq_lines_reply');
         m.body = { case: 'irqLinesReply', value: decodeNested(r, decodeIrqLinesReply, 'Envelope.irq_lines_reply') };
         break;
+      case 43:
+        r.expectWire(t, 2, 'Envelope.ioeventfd_reply');
+        m.body = { case: 'ioeventfdReply', value: decodeNested(r, decodeIoeventfdReply, 'Envelope.ioeventfd_reply') };
+        break;
+      case 44:
+        r.expectWire(t, 2, 'Envelope.get_msix_eventfds');
+        m.body = { case: 'getMsixEventfds', value: decodeNested(r, decodeGetMsixEventfds, 'Envelope.get_msix_eventfds') };
+        break;
+      case 45:
+        r.expectWire(t, 2, 'Envelope.msix_eventfds_reply');
+        m.body = { case: 'msixEventfdsReply', value: decodeNested(r, decodeMsixEventfdsReply, 'Envelope.msix_eventfds_reply') };
+        break;
+      case 46:
+        r.expectWire(t, 2, 'Envelope.map_bar');
+        m.body = { case: 'mapBar', value: decodeNested(r, decodeMapBar, 'Envelope.map_bar') };
+        break;
       case 50:
         r.expectWire(t, 2, 'Envelope.evtchn_bind_interdomain');
         m.body = { case: 'evtchnBindInterdomain', value: decodeNested(r, decodeEvtchnBindInterdomain, 'Envelope.evtchn_bind_interdomain') };
@@ -3013,14 +3312,17 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
     case 'ioreqRangeReply':
       fdIndexesOfIoreqRangeReply(body.value, out);
       break;
-    case 'bindIoeventfd':
-      fdIndexesOfBindIoeventfd(body.value, out);
-      break;
     case 'bindIrqfd':
       fdIndexesOfBindIrqfd(body.value, out);
       break;
     case 'irqLinesReply':
       fdIndexesOfIrqLinesReply(body.value, out);
+      break;
+    case 'ioeventfdReply':
+      fdIndexesOfIoeventfdReply(body.value, out);
+      break;
+    case 'msixEventfdsReply':
+      fdIndexesOfMsixEventfdsReply(body.value, out);
       break;
     case 'evtchnBound':
       fdIndexesOfEvtchnBound(body.value, out);
@@ -3031,7 +3333,7 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
 }
 
 /** Every case of Envelope.body, in field-number order. */
-export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'resetDevice', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
+export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'resetDevice', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'ioeventfdReply', 'getMsixEventfds', 'msixEventfdsReply', 'mapBar', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
 
 /** Who may originate each case ((microhv.idl.sender) in the .proto). */
 export const ENVELOPE_BODY_SENDER = {
@@ -3063,6 +3365,10 @@ export const ENVELOPE_BODY_SENDER = {
   routeIoapicPin: 'domain',
   getIrqLines: 'domain',
   irqLinesReply: 'microhv',
+  ioeventfdReply: 'microhv',
+  getMsixEventfds: 'domain',
+  msixEventfdsReply: 'microhv',
+  mapBar: 'domain',
   evtchnBindInterdomain: 'domain',
   evtchnBindGsi: 'domain',
   evtchnBindMsi: 'domain',
@@ -3100,6 +3406,10 @@ export const ENVELOPE_BODY_REQUIRES = {
   routeIoapicPin: Capability.CAPABILITY_IOAPIC_ROUTE,
   getIrqLines: Capability.CAPABILITY_IRQ_LINES,
   irqLinesReply: null,
+  ioeventfdReply: null,
+  getMsixEventfds: null,
+  msixEventfdsReply: null,
+  mapBar: Capability.CAPABILITY_PCI_BARS,
   evtchnBindInterdomain: Capability.CAPABILITY_EVTCHN,
   evtchnBindGsi: Capability.CAPABILITY_IRQFD,
   evtchnBindMsi: Capability.CAPABILITY_MSI_ROUTE,

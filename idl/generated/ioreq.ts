@@ -336,3 +336,57 @@ export const BufferedIoreq = {
   },
 } as const;
 
+
+/**
+ * The server's record of the last synchronous ioreq it applied for one vCPU
+ * slot (DESIGN.md 2.2: exactly once). A server keeps one per vCPU in its
+ * state region and writes it before it answers the slot; a successor that
+ * finds the slot still waiting with the same seq answers it with `data`
+ * and does not apply it again.
+ */
+export interface IoreqAppliedRecord {
+  /** IoreqSlot.seq of the ioreq; 0: none applied yet. Owner: the server. */
+  seq: bigint;
+  /** The answer it was given (0 for a write). Owner: the server. */
+  data: bigint;
+}
+
+/** Fixed-layout accessors for IoreqApplied: 16 bytes, 8-byte aligned, little-endian. */
+export const IoreqApplied = {
+  SIZE: 16,
+  ALIGN: 8,
+  OFFSET: {
+    seq: 0,
+    data: 8,
+  },
+  getSeq(m: SharedBytes, base: number): bigint {
+    return m.dv.getBigUint64(base + 0, true);
+  },
+  setSeq(m: SharedBytes, base: number, v: bigint): void {
+    m.dv.setBigUint64(base + 0, v, true);
+  },
+  getData(m: SharedBytes, base: number): bigint {
+    return m.dv.getBigUint64(base + 8, true);
+  },
+  setData(m: SharedBytes, base: number, v: bigint): void {
+    m.dv.setBigUint64(base + 8, v, true);
+  },
+  /** Reads and validates one record. Throws RecordError on bad bytes. */
+  read(m: SharedBytes, base: number): IoreqAppliedRecord {
+    m.check(base, 16, 8, 'IoreqApplied');
+    const seq = IoreqApplied.getSeq(m, base);
+    const data = IoreqApplied.getData(m, base);
+    return { seq, data };
+  },
+  /** Writes every field; reserved fields become zero, padding is left alone. */
+  write(m: SharedBytes, base: number, r: IoreqAppliedRecord): void {
+    m.check(base, 16, 8, 'IoreqApplied');
+    IoreqApplied.setSeq(m, base, r.seq);
+    IoreqApplied.setData(m, base, r.data);
+  },
+  /** Decodes one record from untrusted bytes (a private copy is taken). */
+  decode(bytes: Uint8Array): IoreqAppliedRecord {
+    return IoreqApplied.read(SharedBytes.copyOf(bytes), 0);
+  },
+} as const;
+

@@ -83,11 +83,12 @@ export enum Capability {
   CAPABILITY_EVTCHN = 8,
   CAPABILITY_PLATFORM_EVENT = 9,
   CAPABILITY_IRQ_LINES = 10,
+  CAPABILITY_PCI_BARS = 11,
 }
 
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidCapability(v: u32): bool {
-  return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8 || v == 9 || v == 10;
+  return v == 1 || v == 2 || v == 3 || v == 4 || v == 5 || v == 6 || v == 7 || v == 8 || v == 9 || v == 10 || v == 11;
 }
 
 export enum ShutdownReason {

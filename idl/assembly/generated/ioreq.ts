@@ -193,3 +193,27 @@ export namespace BufferedIoreq {
     store<u32>(base, <u32>v, 20);
   }
 }
+
+/** IoreqApplied: 16 bytes, 8-byte aligned. */
+export namespace IoreqApplied {
+  export const SIZE: u32 = 16;
+  export const ALIGN: u32 = 8;
+  export const OFFSET_SEQ: u32 = 0;
+  export const OFFSET_DATA: u32 = 8;
+  // @ts-ignore: decorator
+  @inline export function getSeq(base: usize): u64 {
+    return <u64>load<u64>(base, 0);
+  }
+  // @ts-ignore: decorator
+  @inline export function setSeq(base: usize, v: u64): void {
+    store<u64>(base, <u64>v, 0);
+  }
+  // @ts-ignore: decorator
+  @inline export function getData(base: usize): u64 {
+    return <u64>load<u64>(base, 8);
+  }
+  // @ts-ignore: decorator
+  @inline export function setData(base: usize, v: u64): void {
+    store<u64>(base, <u64>v, 8);
+  }
+}
