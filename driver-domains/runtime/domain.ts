@@ -40,6 +40,11 @@ export class StubRuntime<K extends StubKind> {
   private readonly endpointInodes: string[] = [];
   private log: ConsoleLog | undefined;
   private socket: ConsoleSocket | undefined;
+  /**
+   * Asked after each synchronous ioreq: true holds its answer until the next serve() (the pci
+   * domain, until microhv has moved a BAR or a route the ioreq changed). IoreqServer's `hold`.
+   */
+  holdAnswer: () => boolean = () => false;
   /** Called with each platform event before it is cleared in the module (at-least-once). */
   onPlatformEvent: (e: PlatformEvent) => void = () => undefined;
 
@@ -107,7 +112,7 @@ export class StubRuntime<K extends StubKind> {
     const ep = this.image.endpoints[index] ?? { consumed: undefined, applied: [] };
     this.image.endpoints[index] = ep;
     while (ep.applied.length < fds.vcpus) ep.applied.push({ seq: 0n, data: 0n });
-    const server = new IoreqServer(fds, this.device, new RegionAppliedLog(ep, () => this.commit()));
+    const server = new IoreqServer(fds, this.device, new RegionAppliedLog(ep, () => this.commit()), () => this.holdAnswer());
     this.servers.push(server);
     this.endpointInodes.push(inode);
     return { server, duplicate: false };

@@ -30,7 +30,8 @@ import { installFilter, sealedRules, startRules } from './seccomp.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
 import { IrqLines, LineReader, LINES_PAGE_BYTES } from './irq-lines.js';
-import { DEFAULT_PCI_TABLE, stagePciTable } from './pci-table.js';
+import { DEFAULT_PCI_TABLE, stagePciTable, virtioBlockFunction, type PciFunctionSpec } from './pci-table.js';
+import { PciBus } from './pci-bus.js';
 import { DomainProcessError } from './process-errors.js';
 
 const CONTROL_FD = 3;
@@ -66,10 +67,10 @@ const RANGES = {
 const LINE_SOURCE = { console: true, ioapic: false, pci: true } as const satisfies Record<StubKind, boolean>;
 
 /** Power-on staging before init() (StubRuntime.open); a restored instance finds it in its state window. */
-function beforeInit(kind: StubKind): ((ex: StubExportsByKind[StubKind]) => void) | undefined {
+function beforeInit(kind: StubKind, table: readonly PciFunctionSpec[]): ((ex: StubExportsByKind[StubKind]) => void) | undefined {
   switch (kind) {
     // The module was bound as kind pci (bindExports checked every PciExports function).
-    case 'pci': return (ex) => stagePciTable(ex as PciExports, DEFAULT_PCI_TABLE);
+    case 'pci': return (ex) => stagePciTable(ex as PciExports, table);
     case 'console': case 'ioapic': return undefined;
     default: {
       const never: never = kind;
@@ -78,17 +79,28 @@ function beforeInit(kind: StubKind): ((ex: StubExportsByKind[StubKind]) => void)
   }
 }
 
-interface Args { consoleLog?: string; consoleSocket?: string }
+interface Args { consoleLog?: string; consoleSocket?: string; pciTable: PciFunctionSpec[] }
+
+const USAGE = 'usage: main.js [--console-log PATH] [--console-socket PATH] [--virtio-blk SLOT:QUEUES]...';
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = {};
+  const args: Args = { pciTable: [...DEFAULT_PCI_TABLE] };
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i];
     const value = argv[i + 1];
     if (value === undefined) throw new DomainProcessError('USAGE', `${flag ?? ''} needs a value`);
     if (flag === '--console-log') args.consoleLog = value;
     else if (flag === '--console-socket') args.consoleSocket = value;
-    else throw new DomainProcessError('USAGE', `unknown option ${flag ?? ''}; usage: main.js [--console-log PATH] [--console-socket PATH]`);
+    else if (flag === '--virtio-blk') {
+      // The pci domain's device table: a virtio-blk function whose BAR 4 the block domain serves.
+      const m = /^(\d+):(\d+)$/.exec(value);
+      const slot = Number(m?.[1]);
+      const queues = Number(m?.[2]);
+      if (!m || slot < 1 || slot > 31 || queues < 1 || queues > 15 || args.pciTable.some((f) => f.slot === slot)) {
+        throw new DomainProcessError('USAGE', `--virtio-blk ${value}: expected SLOT:QUEUES, a free slot 1..31 and 1..15 queues`);
+      }
+      args.pciTable.push(virtioBlockFunction(slot, queues));
+    } else throw new DomainProcessError('USAGE', `unknown option ${flag ?? ''}; ${USAGE}`);
   }
   return args;
 }
@@ -191,6 +203,10 @@ class Domain {
   /** Ioapic: the lines page as reader and its `changed` eventfd. */
   private lineReader: { reader: LineReader; changed: number } | undefined;
   private msiWarned = false;
+  /** Pci: BAR placement and MSI-X routes, told to microhv as the module changes them. */
+  private bus: PciBus | undefined;
+  /** Pci: a bus sync is under way; ioreqs wait (the one that changed the bus is held in its slot). */
+  private syncing = false;
 
   constructor(private readonly args: Args) {
     this.reactor.onHandlerError = (e) => this.fatal(e);
@@ -256,7 +272,7 @@ class Domain {
       log: (level, text) => this.moduleLog(level, text),
       setPin: (gsi, level) => this.setPin(gsi, level),
       msi: (addr, data) => (this.delivery ? this.delivery.msi(addr, data) : this.msiNotDelivered()),
-    }, beforeInit(kind));
+    }, beforeInit(kind, this.args.pciTable));
     this.runtime = rt;
     rt.onPlatformEvent = (e) => this.reportPlatformEvent(e);
     this.info(`${kind} generation ${this.generation}: ${rt.restored ? `restored state commit ${rt.generation}` : 'powered on'}`);
@@ -295,6 +311,32 @@ class Domain {
         const fds = this.lineFds;
         this.lineReader = { reader: new LineReader(fds.lines, (pin, level) => ex.set_irq(pin, level)), changed: fds.changed };
       }
+    }
+
+    if (kind === 'pci') {
+      const bus = new PciBus(rt.device.exports as PciExports, this.args.pciTable, {
+        mapBar: async (b) => { await this.request({ case: 'mapBar', value: { guestId: guest, ...b } }, 'ack'); },
+        setMsiRoute: async (r) => { await this.request({ case: 'setMsiRoute', value: { guestId: guest, ...r } }, 'msiRouteReply'); },
+        msixEventfds: async (slot) => {
+          const f = await this.request({ case: 'getMsixEventfds', value: { guestId: guest, slot } }, 'msixEventfdsReply');
+          if (f.body.case !== 'msixEventfdsReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+          const refs = f.body.value.eventfds.map((r) => f.fds[r.index]);
+          if (refs.some((fd) => fd === undefined) || new Set(refs).size !== refs.length || refs.length !== f.fds.length) {
+            closeFds(f.fds);
+            throw new DomainProcessError('PROTOCOL', 'MSI-X eventfds reply does not name each fd it carries once');
+          }
+          return refs as number[];
+        },
+        watch: (fd, onReadable) => {
+          const key = this.reactor.add(fd, sys.consts.EPOLLIN, onReadable);
+          return () => this.reactor.remove(key, fd);
+        },
+        commit: () => rt.commit(),
+      });
+      // Every BAR and vector as the module has them, before the first ioreq: a successor's view may be stale.
+      await bus.start();
+      rt.holdAnswer = () => bus.dirty();
+      this.bus = bus;
     }
 
     this.resourcesReady = true;
@@ -337,9 +379,23 @@ class Domain {
     if (rt === undefined) return;
     this.phase = 'serving';
     const serve = (): void => {
+      if (this.syncing) {
+        // The wake-ups are taken; serve() after the sync finds every slot and posted write waiting.
+        for (const fd of this.waitFds) sys.eventfdTryRead(fd);
+        return;
+      }
       rt.serve();
       // A guest write may have changed a redirection entry: its route goes to microhv now.
       (this.delivery ?? this.routesOnly)?.sync();
+      const bus = this.bus;
+      if (bus !== undefined && bus.dirty()) {
+        // A config write moved a BAR or changed a vector: microhv hears of it before that ioreq is answered.
+        this.syncing = true;
+        bus.sync().then(() => {
+          this.syncing = false;
+          if (this.phase === 'serving') serve();
+        }, (e: unknown) => this.fatal(e));
+      }
     };
     for (const fd of this.waitFds) this.waitKeys.push({ key: this.reactor.add(fd, sys.consts.EPOLLIN, serve), fd });
     const lr = this.lineReader;
@@ -460,7 +516,9 @@ class Domain {
     // The ioapic's routes changed (every pin masked): microhv hears of it before the guest runs again.
     (this.delivery ?? this.routesOnly)?.sync();
     this.info(`${this.kind ?? 'domain'}: platform reset`);
-    this.conn.reply(f, { case: 'ack', value: {} });
+    // Pci: BARs back at their firmware places, every vector masked; microhv is told before the Ack.
+    if (this.bus === undefined) return this.conn.reply(f, { case: 'ack', value: {} });
+    this.bus.sync().then(() => this.conn.reply(f, { case: 'ack', value: {} }), (e: unknown) => this.fatal(e));
   }
 
   shutdown(f: Frame): void {

@@ -3,6 +3,9 @@
 // recorded is what keeps them exactly-once.
 import { describe, expect, test } from 'vitest';
 import { RingHeader } from '../generated/ring.js';
+import { IoreqDir, IoreqSlot, IoreqState, IoreqType } from '../generated/ioreq.js';
+import { SharedBytes } from '../runtime/shared.js';
+import * as sys from '../../microhv/sys/index.js';
 import { IoreqClient } from '../../microhv/ioreq/client.js';
 import { EndpointTable, createEndpoint } from '../../microhv/ioreq/endpoints.js';
 import { IoreqServer, MemoryAppliedLog, type AppliedLog, type IoreqHandler } from './server.js';
@@ -58,5 +61,36 @@ describe('IoreqServer resume on the buffered ring', () => {
     const log = new MemoryAppliedLog();
     log.recordPosted(100_000);
     expect(() => new IoreqServer(fds, new Recorder(), log)).toThrow(/more than a ring apart/);
+  });
+});
+
+describe('IoreqServer holding an answer', () => {
+  test('a_held_ioreq_is_applied_once_and_answered_by_the_next_serve', () => {
+    const { fds } = createEndpoint('hold', 1);
+    const m = sys.mmap(4096, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, fds.slots, 0);
+    const slots = new SharedBytes(m.buffer);
+    // A vCPU's read of port 0xcfc, written into its slot as the core does.
+    IoreqSlot.setSeq(slots, 0, 7n);
+    IoreqSlot.setAddr(slots, 0, 0xcfcn);
+    IoreqSlot.setType(slots, 0, IoreqType.IOREQ_TYPE_PIO);
+    IoreqSlot.setDir(slots, 0, IoreqDir.IOREQ_DIR_READ);
+    IoreqSlot.setSize(slots, 0, 4);
+    IoreqSlot.storeState(slots, 0, IoreqState.IOREQ_STATE_READY);
+    let reads = 0;
+    const dev: IoreqHandler = { read: () => BigInt(0x1000 + ++reads), write: () => undefined };
+    let holding = true;
+    const server = new IoreqServer(fds, dev, new MemoryAppliedLog(), () => holding);
+    server.serve();
+    expect(reads).toBe(1);
+    expect(IoreqSlot.loadState(slots, 0)).toBe(IoreqState.IOREQ_STATE_IN_PROCESS);
+    expect(server.counters.held).toBe(1);
+    holding = false;
+    server.serve();
+    // Answered from the log: the value of the one read, not a second read.
+    expect(reads).toBe(1);
+    expect(IoreqSlot.loadState(slots, 0)).toBe(IoreqState.IOREQ_STATE_RESP_READY);
+    expect(IoreqSlot.getData(slots, 0)).toBe(0x1001n);
+    expect(server.counters.replayed).toBe(1);
+    sys.munmap(m);
   });
 });

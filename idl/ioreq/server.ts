@@ -45,17 +45,23 @@ export interface AppliedLog {
    */
   recordPosted?(consumed: number): void;
 }
-export interface ServerCounters { sync: number; posted: number; replayed: number; malformed: number }
+export interface ServerCounters { sync: number; posted: number; replayed: number; malformed: number; held: number }
 
 const SLOT_BYTES = 64;
 const PAGE = 4096;
 
 export class IoreqServer {
-  readonly counters: ServerCounters = { sync: 0, posted: 0, replayed: 0, malformed: 0 };
+  readonly counters: ServerCounters = { sync: 0, posted: 0, replayed: 0, malformed: 0, held: 0 };
   private readonly slots: SharedBytes;
   private readonly back: BackRing;
 
-  constructor(private readonly fds: IoreqEndpointFds, private readonly handler: IoreqHandler, private readonly log: AppliedLog) {
+  /**
+   * `hold`, asked after each synchronous ioreq is applied and logged: true keeps its answer back
+   * (the slot stays IN_PROCESS, the vCPU waits) and ends this serve(); the next serve() answers it
+   * from the log. A server uses it when the ioreq changed something outside itself that must be
+   * in place before the guest goes on (the pci domain moving a BAR).
+   */
+  constructor(private readonly fds: IoreqEndpointFds, private readonly handler: IoreqHandler, private readonly log: AppliedLog, private readonly hold?: () => boolean) {
     const bytes = Math.ceil((fds.vcpus * SLOT_BYTES) / PAGE) * PAGE;
     this.slots = new SharedBytes(sys.mmap(bytes, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, fds.slots, 0).buffer);
     const ring = mapSharedRing(fds.ring, RingProtocol.RING_PROTOCOL_BUFFERED_IOREQ);
@@ -135,6 +141,10 @@ export class IoreqServer {
         this.log.record(v, seq, data);
         IoreqSlot.setData(this.slots, base, data);
         this.counters.sync++;
+        if (this.hold?.() === true) {
+          this.counters.held++;
+          return n;
+        }
       }
       // ORDER: seq_cst store publishes data before the vCPU can see RESP_READY.
       IoreqSlot.storeState(this.slots, base, IoreqState.IOREQ_STATE_RESP_READY);

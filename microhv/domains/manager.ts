@@ -7,11 +7,13 @@ import * as sys from '../sys/index.js';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, DeliveryMode, ErrorCode, IrqLinesLayout, PlatformEventKind, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
+import { AddressSpace, DeliveryMode, ErrorCode, IrqLinesLayout, PlatformEventKind, Role, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
+import { PCI_MMIO32 } from '../../boot/layout.js';
+import { IoRangeError } from '../ioreq/ranges.js';
 import type { Guest } from '../vm/guest.js';
 import type { EndpointFds } from '../ioreq/endpoints.js';
 import { DomainSupervisor, DEFAULT_POLICY, type SupervisorPolicy } from './supervisor.js';
-import { ROLE_POLICY, allowedRange, type AllowedRange, type StubRole } from './policy.js';
+import { ROLE_POLICY, allowedRange, type AllowedRange, type DomainRole } from './policy.js';
 
 export const STATE_REGION_BYTES = 256 * 1024;
 const PROTOCOL_VERSION = 1;
@@ -20,10 +22,37 @@ const STARTUP_DEADLINE_MS = 30_000;
 const GUEST_ID = 1;
 /** Endpoints are kept per allowed range, so a successor re-registering it gets the same fds. */
 const rangeKey = (r: AllowedRange): string => `${r.space}:${r.first}:${r.last}`;
+/** The endpoint key of a PCI backend's BAR (it has no fixed range). */
+const BAR_KEY = 'bar';
+/** One frame carries at most 16 fds (control.proto Limits): GetMsixEventfds answers in one. */
+const MAX_VECTORS = 16;
+
+/** A PCI function whose BAR a backend domain serves: where its BAR is routed and which MSI-X eventfds are its. */
+export interface PciBackend {
+  /** Device number on bus 0 (1..31) and the BAR index the backend serves. */
+  readonly slot: number;
+  readonly bar: number;
+  readonly barSize: number;
+  /** MSI-X table entries of the function (its backend signals each by its eventfd). */
+  readonly vectors: number;
+}
+
+/** A doorbell of a backend: an ioeventfd at an offset in its BAR, bound wherever the BAR is. */
+interface Doorbell { readonly fd: number; readonly offset: number; readonly len: 0 | 1 | 2 | 4 | 8; readonly datamatch: bigint | undefined; wanted: boolean; boundAt: number | undefined }
+
+interface BackendState {
+  readonly pci: PciBackend;
+  /** Per MSI-X vector: the eventfd microhv owns and the GSI of its route. */
+  readonly msix: ReadonlyArray<{ readonly fd: number; readonly gsi: number }>;
+  readonly doorbells: Map<string, Doorbell>;
+  /** Where the BAR decodes now, if it does. */
+  base: number | undefined;
+}
 
 interface Domain {
   readonly id: number;
-  readonly role: StubRole;
+  readonly role: DomainRole;
+  readonly backend?: BackendState;
   readonly sup: DomainSupervisor;
   stateFd: number;
   stateHanded: boolean;
@@ -46,6 +75,8 @@ export interface ManagerEvents {
 export class DomainManager extends EventEmitter<ManagerEvents> {
   private readonly server: ControlServer;
   private readonly domains: Domain[] = [];
+  /** Decoding BARs by "slot:bar": where the range table routes them now. */
+  private readonly bars = new Map<string, { base: number; size: number }>();
   /** The guest's legacy interrupt lines page and its `changed` eventfd (control.proto), made on first request. */
   private lines: { page: number; changed: number } | undefined;
 
@@ -54,10 +85,19 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
     this.server = new ControlServer(reactor, { onFrame: (c, f) => this.onFrame(c, f), onClose: (c) => this.onClose(c) });
   }
 
-  /** Adds a supervised domain of `role`, started by `argv` (node arguments). */
-  add(role: StubRole, name: string, argv: readonly string[], policy: SupervisorPolicy = DEFAULT_POLICY): DomainSupervisor {
+  /**
+   * Adds a supervised domain of `role`, started by `argv` (node arguments). A backend role serves
+   * the PCI function `pci`: its endpoint and MSI-X eventfds are made now, its BAR routed on MapBar.
+   */
+  add(role: DomainRole, name: string, argv: readonly string[], policy: SupervisorPolicy = DEFAULT_POLICY, pci?: PciBackend): DomainSupervisor {
+    if ((role === Role.ROLE_BLOCK) !== (pci !== undefined)) throw new RangeError(`${name}: a PCI backend role needs its function, and only it`);
+    const backend = pci === undefined ? undefined : this.attachBackend(name, pci);
     const sup = new DomainSupervisor(this.reactor, name, argv, policy);
-    const d: Domain = { id: this.domains.length + 1, role, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), up: false, upAt: 0, seq: 0n };
+    const d: Domain = { id: this.domains.length + 1, role, backend, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), up: false, upAt: 0, seq: 0n };
+    if (backend) {
+      const e = this.guest.createEndpoint();
+      d.endpoints.set(BAR_KEY, { rangeId: e.endpoint + 1, fds: e.fds });
+    }
     // The role's ranges are claimed now, before the process exists: the guest may run at once, and an
     // access before the domain is up parks in its slot like one during a restart (DESIGN.md 2.2).
     for (const r of ROLE_POLICY[role].ranges) {
@@ -78,6 +118,18 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
 
   start(): void {
     for (const d of this.domains) d.sup.start();
+  }
+
+  private attachBackend(name: string, pci: PciBackend): BackendState {
+    const pow2 = (n: number): boolean => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+    if (!Number.isInteger(pci.slot) || pci.slot < 1 || pci.slot > 31 || !Number.isInteger(pci.bar) || pci.bar < 0 || pci.bar > 5) {
+      throw new RangeError(`${name}: PCI slot ${pci.slot} BAR ${pci.bar} (slots 1..31, BARs 0..5)`);
+    }
+    if (!pow2(pci.barSize) || pci.barSize < 16 || pci.barSize > PCI_MMIO32.size) throw new RangeError(`${name}: BAR size ${pci.barSize} is not a power of two in 16..${PCI_MMIO32.size}`);
+    if (!Number.isInteger(pci.vectors) || pci.vectors < 1 || pci.vectors > MAX_VECTORS) throw new RangeError(`${name}: ${pci.vectors} MSI-X vectors (1..${MAX_VECTORS})`);
+    if (this.domains.some((o) => o.backend?.pci.slot === pci.slot)) throw new RangeError(`${name}: PCI slot ${pci.slot} already has a backend`);
+    const msix = Array.from({ length: pci.vectors }, () => ({ fd: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK), gsi: this.guest.irq.allocateMsiGsi() }));
+    return { pci, msix, doorbells: new Map(), base: undefined };
   }
 
   private onSpawned(d: Domain, generation: number, fd: number): void {
@@ -150,12 +202,22 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         const space = r.space === AddressSpace.ADDRESS_SPACE_PIO ? 'pio' : r.space === AddressSpace.ADDRESS_SPACE_MMIO ? 'mmio' : undefined;
         const start = Number(r.start);
         const length = Number(r.length);
-        const allowed = space === undefined ? undefined : allowedRange(d.role, space, start, length);
         if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
-        if (!space || !allowed) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} may not serve that range`);
-        if (allowed.buffered !== r.bufferedWrites) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'buffered_writes does not match the range');
+        let key: string;
+        if (d.backend) {
+          // A backend's one range is its BAR, named by offsets (control.proto RegisterIoreqRange).
+          if (space !== 'mmio' || start !== 0 || length !== d.backend.pci.barSize || r.bufferedWrites) {
+            return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} serves its BAR only: MMIO offset 0, ${d.backend.pci.barSize} bytes, unbuffered`);
+          }
+          key = BAR_KEY;
+        } else {
+          const allowed = space === undefined ? undefined : allowedRange(d.role, space, start, length);
+          if (!space || !allowed) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} may not serve that range`);
+          if (allowed.buffered !== r.bufferedWrites) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, 'buffered_writes does not match the range');
+          key = rangeKey(allowed);
+        }
         // Claimed when the domain was added; every instance gets the very same fds.
-        const ep = d.endpoints.get(rangeKey(allowed));
+        const ep = d.endpoints.get(key);
         if (!ep) return c.replyError(f, ErrorCode.ERROR_CODE_INTERNAL, 'range allowed but not claimed');
         const e = ep.fds;
         const fds = [e.slots, ...e.toServer, ...e.toVcpu, e.ring, e.ringNotify];
@@ -217,9 +279,135 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         c.reply(f, { case: 'evtchnBound', value: { port: r.gsi + 1, send: { index: 0 }, receive: undefined } }, [fd]);
         return;
       }
+      case 'mapGuestMemory': {
+        // Only roles granted CAPABILITY_MAP_GUEST_MEMORY get here (the channel checks it): a backend of this guest.
+        if (body.value.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${body.value.guestId}`);
+        const regions = this.guest.memory.regions;
+        c.reply(f, { case: 'mapGuestMemoryReply', value: { guestId: GUEST_ID, regions: regions.map((r, i) => ({ gpa: BigInt(r.gpa), size: BigInt(r.size), offset: 0n, memfd: { index: i } })) } },
+          regions.map((r) => r.fd));
+        return;
+      }
+      case 'bindIoeventfd': return this.bindIoeventfd(d, c, f, body.value);
+      case 'getMsixEventfds': {
+        const r = body.value;
+        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+        // The pci domain may watch any function's vectors; a backend gets only its own function's.
+        const b = d.role === Role.ROLE_PCI ? this.backendAt(r.slot)?.backend : d.backend?.pci.slot === r.slot ? d.backend : undefined;
+        if (!b) return c.replyError(f, d.role === Role.ROLE_PCI || d.backend ? ErrorCode.ERROR_CODE_INVALID_ARGUMENT : ErrorCode.ERROR_CODE_NOT_PERMITTED, `no MSI-X function at slot ${r.slot} for ${d.sup.name}`);
+        c.reply(f, { case: 'msixEventfdsReply', value: { eventfds: b.msix.map((_, i) => ({ index: i })) } }, b.msix.map((v) => v.fd));
+        return;
+      }
+      case 'setMsiRoute': {
+        const r = body.value;
+        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+        const v = this.backendAt(r.slot)?.backend?.msix[r.vector];
+        if (!v) return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, `no MSI-X vector ${r.vector} at slot ${r.slot}`);
+        try {
+          this.guest.irq.setMsi(v.gsi, v.fd, r.effective ? { address: r.address, data: r.data } : undefined);
+        } catch (e) {
+          return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, (e as Error).message);
+        }
+        c.reply(f, { case: 'msiRouteReply', value: { gsi: v.gsi } });
+        return;
+      }
+      case 'mapBar': return this.mapBar(d, c, f, body.value);
       default:
         c.replyError(f, ErrorCode.ERROR_CODE_UNSUPPORTED, `${body.case} is not served yet`);
     }
+  }
+
+  private backendAt(slot: number): Domain | undefined {
+    return this.domains.find((o) => o.backend?.pci.slot === slot);
+  }
+
+  /** A backend's doorbell: microhv's eventfd, bound at BAR base + offset while the BAR decodes. */
+  private bindIoeventfd(d: Domain, c: Connection, f: Frame, r: Extract<EnvelopeBody, { case: 'bindIoeventfd' }>['value']): void {
+    if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+    const b = d.backend;
+    if (!b) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `${d.sup.name} is no PCI backend: doorbells are bound at offsets in a backend's BAR`);
+    const len = r.length;
+    const offset = Number(r.addr);
+    if (r.space !== AddressSpace.ADDRESS_SPACE_MMIO || (len !== 0 && len !== 1 && len !== 2 && len !== 4 && len !== 8) || !Number.isSafeInteger(offset) || offset < 0 || offset + Math.max(len, 1) > b.pci.barSize) {
+      return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, `doorbell at MMIO BAR offset ${offset}, ${len} bytes: outside the ${b.pci.barSize}-byte BAR or not a width of 0, 1, 2, 4, 8`);
+    }
+    const datamatch = r.datamatch ? r.datamatchValue : undefined;
+    const key = `${offset}:${len}:${datamatch ?? '-'}`;
+    let bell = b.doorbells.get(key);
+    if (!bell) {
+      if (b.doorbells.size >= 64) return c.replyError(f, ErrorCode.ERROR_CODE_NO_RESOURCES, 'at most 64 doorbells per backend');
+      bell = { fd: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK), offset, len, datamatch, wanted: false, boundAt: undefined };
+      b.doorbells.set(key, bell);
+    }
+    bell.wanted = !r.unbind;
+    try {
+      this.placeDoorbell(bell, bell.wanted ? b.base : undefined);
+    } catch (e) {
+      return c.replyError(f, ErrorCode.ERROR_CODE_INTERNAL, `ioeventfd: ${(e as Error).message}`);
+    }
+    c.reply(f, { case: 'ioeventfdReply', value: { eventfd: { index: 0 } } }, [bell.fd]);
+  }
+
+  /** Binds the doorbell at `base` + its offset, or nowhere; moves it if it is bound elsewhere. */
+  private placeDoorbell(bell: Doorbell, base: number | undefined): void {
+    if (bell.boundAt === base) return;
+    if (bell.boundAt !== undefined) {
+      this.guest.ioeventfd({ fd: bell.fd, addr: bell.boundAt + bell.offset, len: bell.len, space: 'mmio', datamatch: bell.datamatch, deassign: true });
+      bell.boundAt = undefined;
+    }
+    if (base !== undefined) {
+      this.guest.ioeventfd({ fd: bell.fd, addr: base + bell.offset, len: bell.len, space: 'mmio', datamatch: bell.datamatch });
+      bell.boundAt = base;
+    }
+  }
+
+  /** The pci domain says where a BAR is: its range (and a backend's doorbells) follow it. */
+  private mapBar(d: Domain, c: Connection, f: Frame, r: Extract<EnvelopeBody, { case: 'mapBar' }>['value']): void {
+    if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+    const base = Number(r.base);
+    const size = Number(r.size);
+    const end = PCI_MMIO32.base + PCI_MMIO32.size;
+    const bad = r.slot < 1 || r.slot > 31 || r.bar > 5 || !Number.isSafeInteger(base) || !Number.isSafeInteger(size) || size < 16 || (size & (size - 1)) !== 0 || base % size !== 0;
+    // A BAR that does not decode may hold anything (the size mask while the guest sizes it): only a decoding one is placed.
+    if (bad || (r.decoding && (base < PCI_MMIO32.base || base + size > end))) {
+      return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, `BAR ${r.bar} of slot ${r.slot} at 0x${r.base.toString(16)}, 0x${r.size.toString(16)} bytes: not a naturally aligned power of two inside 0x${PCI_MMIO32.base.toString(16)}..0x${(end - 1).toString(16)}`);
+    }
+    let endpoint: number;
+    let owner: BackendState | undefined;
+    if (r.servedByPci) {
+      // The MSI-X table and PBA: the pci domain's own MMIO endpoint (the one of its ECAM range), absolute addresses.
+      const ecam = ROLE_POLICY[d.role].ranges.find((x) => x.space === 'mmio');
+      const ep = ecam === undefined ? undefined : d.endpoints.get(rangeKey(ecam));
+      if (!ep) return c.replyError(f, ErrorCode.ERROR_CODE_INTERNAL, 'the pci domain has no MMIO endpoint');
+      endpoint = ep.rangeId - 1;
+    } else {
+      const backend = this.backendAt(r.slot);
+      owner = backend?.backend;
+      const ep = backend?.endpoints.get(BAR_KEY);
+      if (!owner || !ep || owner.pci.bar !== r.bar || owner.pci.barSize !== size) {
+        return c.replyError(f, ErrorCode.ERROR_CODE_INVALID_ARGUMENT, `slot ${r.slot} BAR ${r.bar} (${size} bytes) is no backend's BAR`);
+      }
+      endpoint = ep.rangeId - 1;
+    }
+    const key = `${r.slot}:${r.bar}`;
+    const was = this.bars.get(key);
+    if (r.decoding && was?.base === base && was.size === size) return c.reply(f, { case: 'ack', value: {} });
+    try {
+      if (was) {
+        this.guest.ranges.remove('mmio', was.base);
+        this.bars.delete(key);
+      }
+      if (owner) owner.base = undefined;
+      if (r.decoding) {
+        this.guest.ranges.add({ space: 'mmio', first: base, last: base + size - 1, endpoint, buffered: false, relative: !r.servedByPci });
+        this.bars.set(key, { base, size });
+        if (owner) owner.base = base;
+      }
+      if (owner) for (const bell of owner.doorbells.values()) this.placeDoorbell(bell, bell.wanted ? owner.base : undefined);
+    } catch (e) {
+      const code = e instanceof IoRangeError && e.code === 'OVERLAP' ? ErrorCode.ERROR_CODE_CONFLICT : ErrorCode.ERROR_CODE_INTERNAL;
+      return c.replyError(f, code, (e as Error).message);
+    }
+    c.reply(f, { case: 'ack', value: {} });
   }
 
   /**
@@ -260,6 +448,10 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
       d.sup.stop();
     }
     this.server.close();
+    for (const d of this.domains) {
+      for (const v of d.backend?.msix ?? []) sys.close(v.fd);
+      for (const bell of d.backend?.doorbells.values() ?? []) sys.close(bell.fd);
+    }
     if (this.lines) for (const fd of [this.lines.page, this.lines.changed]) sys.close(fd);
     this.lines = undefined;
   }

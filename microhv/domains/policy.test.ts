@@ -54,3 +54,23 @@ describe('role policy: ranges', () => {
     expect(allowedRange(Role.ROLE_IOAPIC, 'pio', 0xcf8, 4)).toBeUndefined();
   });
 });
+
+describe('role policy: PCI', () => {
+  test('only_the_pci_domain_places_bars_and_routes_msi_vectors', () => {
+    for (const role of [...ROLES, Role.ROLE_BLOCK] as const) {
+      const caps = ROLE_POLICY[role].capabilities;
+      const pci = role === Role.ROLE_PCI;
+      expect(caps.includes(Capability.CAPABILITY_PCI_BARS)).toBe(pci);
+      expect(caps.includes(Capability.CAPABILITY_MSI_ROUTE)).toBe(pci);
+    }
+  });
+
+  test('the_block_backend_gets_guest_memory_doorbells_and_irqfds_but_no_fixed_range_or_lines', () => {
+    const block = ROLE_POLICY[Role.ROLE_BLOCK];
+    expect(block.capabilities).toEqual(expect.arrayContaining([Capability.CAPABILITY_MAP_GUEST_MEMORY, Capability.CAPABILITY_IOEVENTFD, Capability.CAPABILITY_IRQFD]));
+    expect(block.capabilities).not.toContain(Capability.CAPABILITY_IRQ_LINES);
+    expect(block.ranges).toEqual([]);
+    for (const role of ROLES) expect(ROLE_POLICY[role].capabilities).not.toContain(Capability.CAPABILITY_MAP_GUEST_MEMORY);
+  });
+});
+

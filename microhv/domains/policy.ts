@@ -15,8 +15,11 @@ export interface RolePolicy {
 }
 
 export type StubRole = typeof Role.ROLE_CONSOLE | typeof Role.ROLE_IOAPIC | typeof Role.ROLE_PCI;
+/** Roles that serve a PCI function's BAR (a backend): no fixed range; the pci domain places the BAR. */
+export type BackendRole = typeof Role.ROLE_BLOCK;
+export type DomainRole = StubRole | BackendRole;
 
-export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
+export const ROLE_POLICY: Record<DomainRole, RolePolicy> = {
   [Role.ROLE_CONSOLE]: {
     // The platform devices (ACPI PM1 control, i8042 reset) live here, so power events come from it.
     capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_PLATFORM_EVENT, Capability.CAPABILITY_IRQ_LINES],
@@ -37,7 +40,9 @@ export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
     ranges: [{ space: 'mmio', first: IOAPIC_BASE, last: IOAPIC_BASE + 0xfff, buffered: false }],
   },
   [Role.ROLE_PCI]: {
-    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IRQ_LINES],
+    // It owns config space: it says where BARs are (MapBar) and where MSI-X vectors go (SetMsiRoute).
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IRQ_LINES,
+      Capability.CAPABILITY_PCI_BARS, Capability.CAPABILITY_MSI_ROUTE],
     // INTx of the bus-0 functions (GSIs 16..23): the next source bit after the console's.
     lines: { source: true, bit: 1 },
     // Every config access is a read or a read-modify-write whose answer the guest waits for
@@ -50,9 +55,17 @@ export const ROLE_POLICY: Record<StubRole, RolePolicy> = {
       { space: 'mmio', first: PCI_ECAM.base, last: PCI_ECAM.base + PCI_ECAM.size - 1, buffered: false },
     ],
   },
+  [Role.ROLE_BLOCK]: {
+    // Its guest's memory (DMA), its BAR's ioreqs at BAR offsets, its doorbells, and the eventfds of
+    // its MSI-X vectors; never a route: the pci domain decides where a vector goes.
+    capabilities: [Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_MAP_GUEST_MEMORY, Capability.CAPABILITY_IOREQ_SERVER,
+      Capability.CAPABILITY_IOEVENTFD, Capability.CAPABILITY_IRQFD],
+    lines: { source: false },
+    ranges: [],
+  },
 };
 
 /** The allowed range that a request names exactly, if any. */
-export function allowedRange(role: StubRole, space: Space, start: number, length: number): AllowedRange | undefined {
+export function allowedRange(role: DomainRole, space: Space, start: number, length: number): AllowedRange | undefined {
   return ROLE_POLICY[role].ranges.find((r) => r.space === space && r.first === start && r.last === start + length - 1);
 }

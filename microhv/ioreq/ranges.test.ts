@@ -40,4 +40,17 @@ describe('RangeTable', () => {
     const view = new RangeTable(t.buffer);
     expect(view.lookup('mmio', 2 ** 40 + 5)?.endpoint).toBe(7);
   });
+
+  test('a_moved_bar_leaves_its_old_range_and_keeps_its_relative_flag', () => {
+    const t = new RangeTable();
+    t.add({ space: 'mmio', first: 0xc000_0000, last: 0xc000_3fff, endpoint: 3, buffered: false, relative: true });
+    t.add({ space: 'mmio', first: 0xc000_4000, last: 0xc000_4fff, endpoint: 2, buffered: false });
+    t.remove('mmio', 0xc000_0000);
+    expect(t.lookup('mmio', 0xc000_0010)).toBeUndefined();
+    t.add({ space: 'mmio', first: 0xc001_0000, last: 0xc001_3fff, endpoint: 3, buffered: false, relative: true });
+    expect(t.lookup('mmio', 0xc001_0004)).toMatchObject({ endpoint: 3, relative: true, first: 0xc001_0000 });
+    expect(t.lookup('mmio', 0xc000_4004)).toMatchObject({ endpoint: 2, relative: false });
+    t.remove('pio', 0xc000_4000); // another space: nothing removed
+    expect(t.list()).toHaveLength(2);
+  });
 });

@@ -5,7 +5,11 @@
 // It lives in a SharedArrayBuffer that the vCPU workers receive at start.
 
 export type Space = 'pio' | 'mmio';
-export interface IoRange { readonly space: Space; readonly first: number; readonly last: number; readonly endpoint: number; readonly buffered: boolean }
+/**
+ * A claimed range. `relative`: the endpoint gets addresses as offsets from `first` (a PCI BAR served
+ * by its backend: the backend decodes its BAR, wherever the guest put it).
+ */
+export interface IoRange { readonly space: Space; readonly first: number; readonly last: number; readonly endpoint: number; readonly buffered: boolean; readonly relative?: boolean }
 
 export class IoRangeError extends Error {
   constructor(readonly code: 'OVERLAP' | 'FULL' | 'BAD_RANGE', message: string) {
@@ -16,7 +20,7 @@ export class IoRangeError extends Error {
 
 export const MAX_RANGES = 64;
 const HDR = 2; // [0] sequence (odd while a write is in progress), [1] entry count
-const W = 6; // words per entry: space, endpoint, buffered, pad, then first and last as float64 (exact below 2^53)
+const W = 6; // words per entry: space, endpoint, buffered, relative, then first and last as float64 (exact below 2^53)
 const SPACE = { pio: 1, mmio: 2 } as const;
 
 export class RangeTable {
@@ -36,6 +40,7 @@ export class RangeTable {
       space: this.i32[2 * b] === SPACE.pio ? 'pio' : 'mmio',
       endpoint: this.i32[2 * b + 1]!,
       buffered: this.i32[2 * b + 2] !== 0,
+      relative: this.i32[2 * b + 3] !== 0,
       first: this.f64[b + 2]!,
       last: this.f64[b + 3]!,
     };
@@ -100,13 +105,23 @@ export class RangeTable {
     this.i32[2 * b] = SPACE[r.space];
     this.i32[2 * b + 1] = r.endpoint;
     this.i32[2 * b + 2] = r.buffered ? 1 : 0;
+    this.i32[2 * b + 3] = r.relative === true ? 1 : 0;
     this.f64[b + 2] = r.first;
     this.f64[b + 3] = r.last;
   }
 
   /** Removes every range of an endpoint (its domain is gone for good). */
   removeEndpoint(endpoint: number): void {
-    const keep = this.list().filter((r) => r.endpoint !== endpoint);
+    this.keepOnly((r) => r.endpoint !== endpoint);
+  }
+
+  /** Removes the range of `space` that starts at `first` (a BAR that moved or stopped decoding), if any. */
+  remove(space: Space, first: number): void {
+    this.keepOnly((r) => r.space !== space || r.first !== first);
+  }
+
+  private keepOnly(keepIf: (r: IoRange) => boolean): void {
+    const keep = this.list().filter(keepIf);
     this.write(() => {
       keep.forEach((r, i) => this.put(i, r));
       Atomics.store(this.i32, 1, keep.length);

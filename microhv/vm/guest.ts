@@ -264,15 +264,26 @@ export class Guest extends EventEmitter<GuestEvents> {
    * ring), publishes it to the vCPU threads and returns the fds the domain receives.
    */
   registerRange(r: { space: Space; first: number; last: number; buffered: boolean }): { endpoint: number; fds: EndpointFds } {
+    this.ranges.check(r); // throws on a bad or overlapping range before anything is created
+    const e = this.createEndpoint();
+    this.ranges.add({ ...r, endpoint: e.endpoint });
+    return e;
+  }
+
+  /** An endpoint with no range yet (a PCI backend's: its BAR is mapped where the pci domain places it). */
+  createEndpoint(): { endpoint: number; fds: EndpointFds } {
     const endpoint = this.nextEndpoint;
     if (endpoint >= MAX_ENDPOINTS) throw new IoRangeError('FULL', `at most ${MAX_ENDPOINTS} ioreq endpoints`);
-    this.ranges.check(r); // throws on a bad or overlapping range before anything is created
     const { fds, ring } = createEndpoint(`ioreq-${endpoint}`, this.threads.length);
     unmapSharedRing(ring); // the core keeps the fd; vCPU threads map it themselves
     this.endpoints.set(endpoint, fds);
-    this.ranges.add({ ...r, endpoint });
     this.nextEndpoint++;
     return { endpoint, fds };
+  }
+
+  /** KVM ioeventfd: a guest write to [addr, addr + len) signals `fd` without leaving the kernel. */
+  ioeventfd(o: { fd: number; addr: number; len: 0 | 1 | 2 | 4 | 8; space: Space; datamatch?: bigint; deassign?: boolean }): void {
+    this.vm.ioeventfd({ ...o, addr: BigInt(o.addr) });
   }
 
   counters(): Record<keyof typeof STAT, bigint> {

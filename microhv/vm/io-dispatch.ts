@@ -44,7 +44,7 @@ export class IoDispatch {
       return 'answered';
     }
     this.bump(STAT.IOREQ_SYNC);
-    return this.client.roundTrip(r.endpoint, space, addr, 'read', data);
+    return this.client.roundTrip(r.endpoint, space, r.relative === true ? addr - r.first : addr, 'read', data);
   }
 
   write(space: Space, addr: number, data: Uint8Array): WaitOutcome {
@@ -53,12 +53,13 @@ export class IoDispatch {
       this.bump(STAT.UNCLAIMED_WRITE);
       return 'answered';
     }
+    const at = r.relative === true ? addr - r.first : addr;
     if (r.buffered) {
       this.bump(STAT.IOREQ_POSTED);
-      return this.client.post(r.endpoint, space, addr, data);
+      return this.client.post(r.endpoint, space, at, data);
     }
     this.bump(STAT.IOREQ_SYNC);
-    return this.client.roundTrip(r.endpoint, space, addr, 'write', data);
+    return this.client.roundTrip(r.endpoint, space, at, 'write', data);
   }
 
   /**

@@ -36,9 +36,17 @@ export function msiForPin(r: PinRoute): { addressLo: number; addressHi: number; 
   };
 }
 
+/** First GSI of the MSI routes PCI functions' vectors get; 0..23 are the IO-APIC's pins. */
+export const FIRST_MSI_GSI = IOAPIC_PINS;
+/** MSI routes the core hands out (KVM allows 4096 routes in all). */
+export const MAX_MSI_GSIS = 2048;
+
 export class IrqRouting {
   private readonly routes = new Map<number, GsiRoute>();
   private readonly irqfds = new Map<number, number>();
+  /** MSI GSIs with an irqfd attached, and its eventfd. */
+  private readonly attached = new Map<number, number>();
+  private nextMsiGsi = FIRST_MSI_GSI;
 
   constructor(private readonly vm: Vm) {}
 
@@ -60,5 +68,38 @@ export class IrqRouting {
       this.irqfds.set(gsi, fd);
     }
     return fd;
+  }
+
+  /** A fresh GSI for an MSI route (a PCI function's vector); it keeps it for the guest's life. */
+  allocateMsiGsi(): number {
+    if (this.nextMsiGsi >= FIRST_MSI_GSI + MAX_MSI_GSIS) throw new IrqError('BAD_ARGUMENT', `more than ${MAX_MSI_GSIS} MSI vectors`);
+    return this.nextMsiGsi++;
+  }
+
+  /**
+   * MSI route `gsi` with the guest's address and data, and `fd` attached to it as its irqfd; or,
+   * with `route` undefined, the irqfd detached and the route gone (signals then wait in the
+   * eventfd's counter; KVM injects at the next attach if it is not zero). Idempotent.
+   */
+  setMsi(gsi: number, fd: number, route: { address: bigint; data: number } | undefined): void {
+    if (!Number.isInteger(gsi) || gsi < FIRST_MSI_GSI || gsi >= this.nextMsiGsi) throw new IrqError('BAD_ARGUMENT', `GSI ${gsi} is not an allocated MSI GSI`);
+    if (route === undefined) {
+      if (this.attached.get(gsi) === fd) {
+        this.vm.irqfd({ fd, gsi, deassign: true });
+        this.attached.delete(gsi);
+      }
+      if (this.routes.delete(gsi)) this.vm.setGsiRouting([...this.routes.values()]);
+      return;
+    }
+    // Intel SDM vol. 3, 11.11.1: an x86 MSI address is 0xFEExxxxx; nothing else may be programmed.
+    if (route.address >> 20n !== 0xfeen || !Number.isInteger(route.data) || route.data < 0 || route.data > 0xffff) {
+      throw new IrqError('BAD_ARGUMENT', `MSI address 0x${route.address.toString(16)} / data 0x${route.data.toString(16)} is not an x86 interrupt message`);
+    }
+    this.routes.set(gsi, { kind: 'msi', gsi, addressLo: Number(route.address & 0xffff_ffffn), addressHi: 0, data: route.data });
+    this.vm.setGsiRouting([...this.routes.values()]);
+    if (this.attached.get(gsi) !== fd) {
+      this.vm.irqfd({ fd, gsi });
+      this.attached.set(gsi, fd);
+    }
   }
 }

@@ -1,0 +1,120 @@
+// The pci domain's bus sync against the real pci module: what microhv is told
+// when the guest places a BAR or programs MSI-X, and a masked vector's signal
+// held in the PBA and delivered once through its eventfd on unmask.
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import * as sys from '../../microhv/sys/index.js';
+import { PciMsixFlag } from './abi.js';
+import { PciBus, type BarPlacement, type PciBusHost, type VectorRoute } from './pci-bus.js';
+import { stagePciTable, virtioBlockFunction, VIRTIO_BAR, VIRTIO_MSIX_BAR } from './pci-table.js';
+import { StubHarness } from './testing.js';
+import { CMD, REG, VIRTIO, ecamRead, ecamWrite, enableMsix, msixPba, programVector, type Pci } from '../pci/testing.js';
+
+const SLOT = VIRTIO.slot;
+// Three queues: four vectors, the same MSI-X layout as the pci module's own test table.
+const TABLE = [virtioBlockFunction(SLOT, 3)];
+const MSI_ADDR = 0xfee0_0000;
+
+class FakeMicrohv implements PciBusHost {
+  readonly bars: BarPlacement[] = [];
+  readonly routes: VectorRoute[] = [];
+  readonly watched = new Map<number, () => void>();
+  readonly fds: number[] = Array.from({ length: 4 }, () => sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK));
+  commits = 0;
+  mapBar(b: BarPlacement): Promise<void> { this.bars.push(b); return Promise.resolve(); }
+  setMsiRoute(r: VectorRoute): Promise<void> { this.routes.push(r); return Promise.resolve(); }
+  msixEventfds(slot: number): Promise<number[]> { return slot === SLOT ? Promise.resolve([...this.fds]) : Promise.reject(new Error('no such slot')); }
+  watch(fd: number, onReadable: () => void): () => void {
+    this.watched.set(fd, onReadable);
+    return () => this.watched.delete(fd);
+  }
+  commit(): void { this.commits++; }
+  close(): void { for (const fd of this.fds) sys.close(fd); }
+}
+
+let h: Pci;
+let host: FakeMicrohv;
+let bus: PciBus;
+beforeEach(async () => {
+  h = await StubHarness.create('pci', { beforeInit: (e) => stagePciTable(e, TABLE) });
+  host = new FakeMicrohv();
+  bus = new PciBus(h.exports, TABLE, host);
+  await bus.start();
+});
+afterEach(() => host.close());
+
+const bar = (b: number): BarPlacement | undefined => host.bars.filter((x) => x.bar === b).at(-1);
+const route = (v: number): VectorRoute | undefined => host.routes.filter((x) => x.vector === v).at(-1);
+
+describe('BARs', () => {
+  test('start_states_both_bars_at_their_firmware_places_and_serves_the_msix_one_itself', () => {
+    expect(bar(VIRTIO_MSIX_BAR)).toMatchObject({ slot: SLOT, size: 0x1000n, servedByPci: true, base: h.exports.bar_addr(SLOT, VIRTIO_MSIX_BAR) });
+    expect(bar(VIRTIO_BAR)).toMatchObject({ slot: SLOT, size: 0x4000n, servedByPci: false, base: h.exports.bar_addr(SLOT, VIRTIO_BAR) });
+    expect(bus.dirty()).toBe(false);
+  });
+
+  test('a_bar_the_guest_moves_is_told_at_its_new_address_once_it_decodes', async () => {
+    ecamWrite(h, SLOT, REG.command, 0, 2); // memory decoding off, as Linux does while it sizes and moves BARs
+    const at = 0xc800_0000;
+    ecamWrite(h, SLOT, REG.bar0 + 4 * VIRTIO_BAR, at);
+    ecamWrite(h, SLOT, REG.bar0 + 4 * VIRTIO_BAR + 4, 0);
+    expect(bus.dirty()).toBe(true);
+    await bus.sync();
+    expect(bar(VIRTIO_BAR)?.decoding).toBe(false);
+    ecamWrite(h, SLOT, REG.command, CMD.memory, 2);
+    await bus.sync();
+    expect(bar(VIRTIO_BAR)).toMatchObject({ base: BigInt(at), decoding: true });
+    const told = host.bars.length;
+    await bus.sync(); // nothing changed: nothing told
+    expect(host.bars.length).toBe(told);
+  });
+});
+
+describe('MSI-X', () => {
+  test('start_detaches_every_vector_and_watches_its_eventfd', () => {
+    expect(host.routes.map((r) => r.effective)).toEqual([false, false, false, false]);
+    expect([...host.watched.keys()].sort()).toEqual([...host.fds].sort());
+  });
+
+  test('an_unmasked_vector_becomes_a_route_with_the_tables_address_and_data_and_is_no_longer_watched', async () => {
+    programVector(h, 1, MSI_ADDR, 0x41, false);
+    enableMsix(h);
+    await bus.sync();
+    expect(route(1)).toMatchObject({ effective: true, address: BigInt(MSI_ADDR), data: 0x41 });
+    expect(host.watched.has(host.fds[1]!)).toBe(false);
+    expect(host.watched.has(host.fds[0]!)).toBe(true);
+  });
+
+  test('a_signal_on_a_masked_vector_is_held_in_the_pba_and_fired_once_when_it_is_unmasked', async () => {
+    programVector(h, 2, MSI_ADDR, 0x42, true);
+    enableMsix(h);
+    await bus.sync();
+    const fd = host.fds[2]!;
+    sys.eventfdWrite(fd, 1n); // the backend signals vector 2 while it is masked
+    host.watched.get(fd)?.();
+    expect(sys.eventfdTryRead(fd)).toBe(0n); // taken off the eventfd ...
+    expect(h.mmioRead(msixPba(h)) & (1 << 2)).not.toBe(0); // ... into the pending bit
+    expect(h.exports.msix_flags(SLOT, 2) & PciMsixFlag.Pending).not.toBe(0);
+    const commits = host.commits;
+    h.mmioWrite(Number(h.exports.bar_addr(SLOT, VIRTIO_MSIX_BAR)) + 16 * 2 + 12, 0); // unmask
+    await bus.sync();
+    expect(route(2)).toMatchObject({ effective: true, data: 0x42 });
+    // Fired once through the eventfd (KVM would inject it), committed, and the pending bit is clear.
+    expect(sys.eventfdTryRead(fd)).toBe(1n);
+    expect(host.commits).toBeGreaterThan(commits);
+    expect(h.mmioRead(msixPba(h)) & (1 << 2)).toBe(0);
+    await bus.sync();
+    expect(sys.eventfdTryRead(fd)).toBe(0n);
+  });
+
+  test('bus_master_off_makes_every_vector_not_effective_again', async () => {
+    programVector(h, 0, MSI_ADDR, 0x40, false);
+    enableMsix(h);
+    await bus.sync();
+    expect(route(0)?.effective).toBe(true);
+    ecamWrite(h, SLOT, REG.command, CMD.memory, 2);
+    expect(ecamRead(h, SLOT, REG.command, 2) & CMD.busMaster).toBe(0);
+    await bus.sync();
+    expect(route(0)?.effective).toBe(false);
+    expect(host.watched.has(host.fds[0]!)).toBe(true);
+  });
+});
