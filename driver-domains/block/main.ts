@@ -443,6 +443,9 @@ class BlockProcess {
   exit(status: number, why: string): void {
     if (status !== 0 || this.phase === 'closing') this.info(`exiting (${status}): ${why}`);
     this.phase = 'closing';
+    // process.exit joins libuv's pool threads, and one of them may be blocked in the reactor's
+    // epoll_wait (a koffi async call) forever: stop() wakes it synchronously before the exit.
+    this.reactor.stop().catch(() => undefined);
     // A reply just queued (Ack, Error) is sent by sendmsg synchronously; nothing else needs draining.
     process.exit(status);
   }
