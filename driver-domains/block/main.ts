@@ -36,6 +36,7 @@ import type { InterruptSink } from '../virtio/device.js';
 import { GuestMemory, type GuestRegion } from '../virtio/memory.js';
 import { BAR_SIZE } from '../virtio/pci.js';
 import { USAGE, parseArgs, type Args } from './args.js';
+import { BlockError } from './errors.js';
 import { FileBackend, createBlockDomain, type BlockDomain } from './index.js';
 import { BLOCK_REGION_BASE, RegionAppliedLog, regionBytes } from './region.js';
 import { ensureThreadpool } from './threadpool.js';
@@ -193,7 +194,9 @@ class BlockProcess {
         msixVectors: a.queues + 1, log: (line) => this.warn(line),
       });
     } catch (e) {
-      throw new DomainProcessError('STATE', 'the state region does not hold this disk', { cause: e });
+      // A region made for another disk is STATE; options the image cannot take (too small for one block) are IMAGE.
+      if (e instanceof BlockError && e.code === 'BAD_STATE') throw new DomainProcessError('STATE', 'the state region holds another disk', { cause: e });
+      throw new DomainProcessError('IMAGE', a.image, { cause: e });
     }
     this.block = block;
     this.info(`${a.image} (${block.limits.capacity} sectors, ${a.queues} queue(s) of ${a.queueSize}${a.readOnly ? ', read-only' : ''}${a.direct ? ', O_DIRECT' : ''}) generation ${this.generation}: ${block.fresh ? 'fresh device' : `resumed device, status 0x${block.transport.status().toString(16)}`}${region.fresh === block.fresh ? '' : ` (microhv said the region was ${region.fresh ? '' : 'not '}fresh)`}`);

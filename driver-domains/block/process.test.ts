@@ -83,7 +83,7 @@ class FakeMicrohv {
   private generation = 1;
   private current: { inst: Instance; bound: number; onReady: () => void } | undefined;
 
-  constructor(readonly args: readonly string[], readonly queues = 1, readonly stateBytes = STATE_BYTES) {
+  constructor(public args: readonly string[], readonly queues = 1, readonly stateBytes = STATE_BYTES) {
     this.server = new ControlServer(this.reactor, { onFrame: (c, f) => this.onFrame(c, f) });
     sys.ftruncate(this.ramFd, RAM_BYTES);
     sys.ftruncate(this.stateFd, stateBytes);
@@ -494,6 +494,19 @@ describe('block domain process: hostile start-up', () => {
       expect(exit.code).toBe(1);
       expect(inst.stderr).toContain(`STATE: state region of 4096 bytes is too small: this disk needs ${regionBytes({ numQueues: 1, queueSize: 256 })}`);
       expect(regionBytes({})).toBeGreaterThan(BLOCK_REGION_BASE);
+    });
+  });
+
+  test('a_successor_given_a_region_made_for_another_disk_refuses_it', async () => {
+    const path = image('o.img');
+    const mh = new FakeMicrohv(['--image', path, '--slot', String(SLOT)]);
+    await withMicrohv(mh, async () => {
+      await mh.kill(await mh.start());
+      mh.args = ['--image', path, '--slot', String(SLOT), '--queue-size', '128'];
+      const inst = mh.spawn();
+      const exit = await inst.exited;
+      expect(exit.code).toBe(1);
+      expect(inst.stderr).toMatch(/STATE: .*the state region holds another disk: .*size is 256, this device has 128/);
     });
   });
 
