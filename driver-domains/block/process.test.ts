@@ -16,6 +16,7 @@ import { IoreqApplied, IoreqDir, IoreqSlot, IoreqState, IoreqType } from '../../
 import { VirtioBlkReqHeader, VirtioPciCommonCfg as C, VirtqState } from '../../idl/generated/virtio.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { IoreqClient, fromBig, toBig } from '../../microhv/ioreq/client.js';
+import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { EndpointTable, createEndpoint, slotPageBytes, type EndpointFds } from '../../microhv/ioreq/endpoints.js';
 import * as sys from '../../microhv/sys/index.js';
 import { repoRoot } from '../build.js';
@@ -93,10 +94,13 @@ class FakeMicrohv {
     this.msix = Array.from({ length: queues + 1 }, efd);
   }
 
-  spawn(): Instance {
+  /** `leak`: fds passed as 4, 5, ... (what a careless spawner would leak); `env`: added to the environment. */
+  spawn(opts: { leak?: number[]; env?: Record<string, string> } = {}): Instance {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     // As microhv spawns a domain: fd 3 the control socket, an environment of PATH only.
-    const child = spawn(process.execPath, [mainJs(), ...this.args], { stdio: ['ignore', 'ignore', 'pipe', theirs], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    const child = spawn(process.execPath, [mainJs(), ...this.args], {
+      stdio: ['ignore', 'ignore', 'pipe', theirs, ...(opts.leak ?? [])], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
+    });
     sys.close(theirs);
     const conn = this.server.adopt(mine);
     conn.capabilities = new Set([Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_MAP_GUEST_MEMORY, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOEVENTFD, Capability.CAPABILITY_IRQFD]);
@@ -508,6 +512,18 @@ describe('block domain process: hostile start-up', () => {
       expect(exit.code).toBe(1);
       expect(inst.stderr).toMatch(/STATE: .*the state region holds another disk: .*size is 256, this device has 128/);
     });
+  });
+
+  test('an_fd_the_spawner_leaked_survives_the_thread_pool_re_exec_and_ends_a_sandboxed_domain', async () => {
+    const mh = new FakeMicrohv(['--image', image('f.img'), '--slot', String(SLOT)]);
+    const secret = sys.memfdCreate('test-leaked-secret', sys.consts.MFD_CLOEXEC);
+    await withMicrohv(mh, async () => {
+      const inst = mh.spawn({ leak: [secret], env: { [SANDBOX_ENV]: 'user,mnt' } });
+      const exit = await inst.exited;
+      expect(exit.code).toBe(3);
+      expect(inst.stderr).toMatch(/SANDBOX: inherited fd 4 \(\/memfd:test-leaked-secret/);
+    });
+    sys.close(secret);
   });
 
   test('a_missing_image_ends_the_domain_naming_it', async () => {
