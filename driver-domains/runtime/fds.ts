@@ -13,9 +13,9 @@ import * as sys from '../../microhv/sys/index.js';
 
 const NODE_OWN = [/^anon_inode:\[eventpoll\]$/, /^anon_inode:\[eventfd\]$/, /^pipe:\[\d+\]$/, /^\/dev\/(null|u?random)$/];
 
-/** Closes every fd above `keepThrough` that Node did not open itself; returns what it closed. */
-export function closeInheritedFds(keepThrough: number): Array<{ fd: number; target: string }> {
-  const closed: Array<{ fd: number; target: string }> = [];
+/** Every fd above `keepThrough` that Node did not open itself, with what it refers to. */
+export function foreignFds(keepThrough: number): Array<{ fd: number; target: string }> {
+  const found: Array<{ fd: number; target: string }> = [];
   for (const name of readdirSync('/proc/self/fd')) {
     const fd = Number(name);
     if (!Number.isInteger(fd) || fd <= keepThrough) continue;
@@ -26,9 +26,18 @@ export function closeInheritedFds(keepThrough: number): Array<{ fd: number; targ
       continue; // the directory handle readdirSync used, closed by now
     }
     if (NODE_OWN.some((re) => re.test(target))) continue;
+    found.push({ fd, target });
+  }
+  return found;
+}
+
+/** Closes every fd above `keepThrough` that Node did not open itself; returns what it closed. */
+export function closeInheritedFds(keepThrough: number): Array<{ fd: number; target: string }> {
+  const closed: Array<{ fd: number; target: string }> = [];
+  for (const f of foreignFds(keepThrough)) {
     try {
-      sys.close(fd);
-      closed.push({ fd, target });
+      sys.close(f.fd);
+      closed.push(f);
     } catch {
       // Already closed between the listing and now.
     }

@@ -18,15 +18,14 @@ import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
 import {
   AddressSpace, ENVELOPE_BODY_SENDER, ErrorCode, PlatformEventKind, Role,
-  type EnvelopeBody, type EnvelopeBodyCase, type Hello, type IoreqRangeReply,
+  type EnvelopeBody, type EnvelopeBodyCase, type Hello,
 } from '../../idl/generated/control.js';
-import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
 import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_CONFIG_PORTS, PCI_ECAM } from '../../boot/layout.js';
 import { LogLevel, PlatformEvent, type IoapicExports, type PciExports, type StubExportsByKind, type StubKind } from './abi.js';
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
-import { closeInheritedFds } from './fds.js';
-import { installFilter, sealedRules, startRules } from './seccomp.js';
+import { CONTROL_FD, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, takeFd } from './process-common.js';
+import { installFilter, sealedRules } from './seccomp.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
 import { IrqLines, LineReader, LINES_PAGE_BYTES } from './irq-lines.js';
@@ -34,7 +33,6 @@ import { DEFAULT_PCI_TABLE, stagePciTable, virtioBlockFunction, type PciFunction
 import { PciBus } from './pci-bus.js';
 import { DomainProcessError } from './process-errors.js';
 
-const CONTROL_FD = 3;
 const PROTOCOL_VERSION = 1;
 /** How long microhv may take to answer one of our requests before the domain gives up (and is restarted). */
 const REQUEST_TIMEOUT_MS = 10_000;
@@ -577,11 +575,9 @@ class Domain {
   }
 
   fatal(e: unknown): void {
-    const code = e instanceof DomainProcessError ? e.code : 'INTERNAL';
     // The cause chain, without stacks: what went wrong, for microhv's log.
-    let why = e instanceof Error ? e.message : String(e);
-    for (let c: unknown = e instanceof Error ? e.cause : undefined; c instanceof Error; c = c.cause) why += `: ${c.message}`;
-    this.exit(code === 'SANDBOX' ? 3 : 1, `${code}: ${why}`);
+    const { status, text } = explainFatal(e);
+    this.exit(status, text);
   }
 
   exit(status: number, why: string): void {
@@ -594,80 +590,6 @@ class Domain {
   }
 }
 
-/** The IDL name of an enum value, for messages. */
-function enumName(e: Readonly<Record<string, number>>, v: number): string {
-  return Object.keys(e).find((k) => e[k] === v) ?? String(v);
-}
-
-function closeFds(fds: readonly number[]): void {
-  for (const fd of fds) {
-    try {
-      sys.close(fd);
-    } catch {
-      // Already closed.
-    }
-  }
-}
-
-/** The fd an FdRef names; the framing layer already checked the index against the fds that came. */
-function takeFd(f: Frame, index: number | undefined, what: string): number {
-  const fd = index === undefined ? undefined : f.fds[index];
-  if (fd === undefined) {
-    closeFds(f.fds);
-    throw new DomainProcessError('PROTOCOL', `${what} missing from the reply`);
-  }
-  for (const other of f.fds) if (other !== fd) closeFds([other]);
-  return fd;
-}
-
-function endpointFds(f: Frame, r: IoreqRangeReply): IoreqEndpointFds {
-  const at = (i: number | undefined, what: string): number => {
-    const fd = i === undefined ? undefined : f.fds[i];
-    if (fd === undefined) {
-      closeFds(f.fds);
-      throw new DomainProcessError('PROTOCOL', `ioreq range reply without its ${what}`);
-    }
-    return fd;
-  };
-  if (r.vcpuCount < 1 || r.toServer.length !== r.vcpuCount || r.toVcpu.length !== r.vcpuCount) {
-    closeFds(f.fds);
-    throw new DomainProcessError('PROTOCOL', `ioreq range reply for ${r.vcpuCount} vCPUs with ${r.toServer.length}/${r.toVcpu.length} event channels`);
-  }
-  return {
-    vcpus: r.vcpuCount,
-    slots: at(r.slots?.index, 'slot page'),
-    ring: at(r.bufferedRing?.index, 'buffered ring'),
-    ringNotify: at(r.bufferedNotify?.index, 'buffered ring notify'),
-    toServer: r.toServer.map((ref, v) => at(ref.index, `to_server[${v}]`)),
-    toVcpu: r.toVcpu.map((ref, v) => at(ref.index, `to_vcpu[${v}]`)),
-  };
-}
-
-/**
- * Before any request is served: the calls no domain makes are refused for every thread
- * (seccomp.ts). A kernel without seccomp is reported, not fatal (DESIGN.md 5: where practical).
- */
-function installStartFilter(): boolean {
-  try {
-    return installFilter(startRules(process.pid));
-  } catch (e) {
-    process.stderr.write(`stub-domain[${process.pid}]: exiting (3): SANDBOX: start seccomp filter: ${e instanceof Error ? e.message : String(e)}\n`);
-    process.exit(3);
-  }
-}
-
-/**
- * The fd self-check (DESIGN.md 5: no fds beyond those it was given). Anything above the control
- * socket that Node did not open itself is closed (fds.ts). Under microhv's sandbox, which hands
- * over exactly stdio and fd 3, such an fd means the spawner leaked it: the domain refuses to run.
- */
-function checkInheritedFds(domain: Domain, sandboxed: boolean): void {
-  const leaked = closeInheritedFds(CONTROL_FD);
-  for (const { fd, target } of leaked) domain.warn(`closed inherited fd ${fd} (${target})`);
-  const first = leaked[0];
-  if (sandboxed && first !== undefined) domain.fatal(new DomainProcessError('SANDBOX', `inherited fd ${first.fd} (${first.target}) that microhv did not give`));
-}
-
 function main(): void {
   let args: Args;
   try {
@@ -676,7 +598,7 @@ function main(): void {
     process.stderr.write(`stub-domain: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(2);
   }
-  const seccomp = installStartFilter();
+  const seccomp = installStartFilter('stub-domain');
   const domain = new Domain(args);
   // Errors outside the reactor (console socket callbacks) end the process the same way: one line, no stack.
   process.on('uncaughtException', (e) => domain.fatal(e));
@@ -684,7 +606,7 @@ function main(): void {
   const sandbox = process.env[SANDBOX_ENV];
   domain.info(`sandbox: ${sandbox === undefined ? 'not started by microhv\'s sandbox' : `namespaces ${sandbox}`}; seccomp ${seccomp ? 'on' : 'NOT available (no seccomp in this kernel)'}`);
   // After fd 3 is adopted: nothing else we inherited stays open.
-  checkInheritedFds(domain, sandbox !== undefined);
+  checkInheritedFds(sandbox !== undefined, domain);
 }
 
 main();

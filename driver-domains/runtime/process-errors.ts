@@ -1,5 +1,6 @@
-// The error type of the stub-domain process boundary: its control channel to
-// microhv, its state region and its console outputs. Faults inside the module
+// The error type of a domain process boundary (the stub-domain runtime and the
+// block domain): its control channel to microhv, its state region, its console
+// outputs and disk image. Faults inside the module
 // stay StubDomainError (its cause); guest-caused faults never surface here.
 
 export type DomainProcessErrorCode =
@@ -15,6 +16,8 @@ export type DomainProcessErrorCode =
   | 'CONFIG'
   /** The console log file or socket failed. */
   | 'CONSOLE_IO'
+  /** The block domain's disk image cannot be opened, or does not fit the options. */
+  | 'IMAGE'
   /** The sandbox is not what microhv promised (an fd it did not give), or a seccomp filter could not be installed. Exit status 3. */
   | 'SANDBOX';
 

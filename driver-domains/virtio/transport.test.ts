@@ -100,6 +100,31 @@ describe('VirtioPciTransport: reset', () => {
     expect(driver.status()).toBe(0);
   });
 
+  it('platform_reset_waits_for_in_flight_requests_like_a_status_0_write', () => {
+    const { driver, device, transport } = running();
+    device.holdReset = true;
+    transport.platformReset();
+
+    expect(transport.resetting).toBe(true);
+    expect(driver.status()).toBe(RUNNING);
+    device.pendingReset?.();
+    expect(transport.resetting).toBe(false);
+    expect(driver.status()).toBe(0);
+  });
+
+  it('platform_reset_during_a_driver_reset_does_not_start_a_second_one', () => {
+    const { driver, device, transport, counters } = running();
+    device.holdReset = true;
+    driver.setStatus(0);
+    const resets = device.resets;
+    transport.platformReset();
+
+    expect(device.resets).toBe(resets);
+    expect(counters.get('write_during_reset')).toBe(0);
+    device.pendingReset?.();
+    expect(transport.resetting).toBe(false);
+  });
+
   it('successor_finishes_a_reset_its_predecessor_began', () => {
     const first = running();
     first.device.holdReset = true;

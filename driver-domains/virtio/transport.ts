@@ -77,6 +77,19 @@ export class VirtioPciTransport implements VirtioHost {
     return VirtioTransportState.loadDeviceStatus(this.t.m, this.t.base);
   }
 
+  /** True while a reset waits for the device's in-flight requests to drain. */
+  get resetting(): boolean {
+    return VirtioTransportState.loadResetPending(this.t.m, this.t.base) !== 0;
+  }
+
+  /**
+   * A platform reset (the guest rebooted): the same reset as the driver's write of 0 to
+   * device_status, begun unless one is already under way. Done once `resetting` is false.
+   */
+  platformReset(): void {
+    if (!this.resetting) this.beginReset();
+  }
+
   driverFeatures(): bigint {
     const lo = VirtioTransportState.getDriverFeaturesLo(this.t.m, this.t.base);
     const hi = VirtioTransportState.getDriverFeaturesHi(this.t.m, this.t.base);

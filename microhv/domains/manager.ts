@@ -26,6 +26,8 @@ const rangeKey = (r: AllowedRange): string => `${r.space}:${r.first}:${r.last}`;
 const BAR_KEY = 'bar';
 /** One frame carries at most 16 fds (control.proto Limits): GetMsixEventfds answers in one. */
 const MAX_VECTORS = 16;
+/** libuv threads of a backend domain (its concurrent file system calls). */
+const BACKEND_IO_THREADS = 16;
 
 /** A PCI function whose BAR a backend domain serves: where its BAR is routed and which MSI-X eventfds are its. */
 export interface PciBackend {
@@ -92,7 +94,8 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
   add(role: DomainRole, name: string, argv: readonly string[], policy: SupervisorPolicy = DEFAULT_POLICY, pci?: PciBackend): DomainSupervisor {
     if ((role === Role.ROLE_BLOCK) !== (pci !== undefined)) throw new RangeError(`${name}: a PCI backend role needs its function, and only it`);
     const backend = pci === undefined ? undefined : this.attachBackend(name, pci);
-    const sup = new DomainSupervisor(this.reactor, name, argv, policy);
+    // A backend's file I/O runs on libuv's pool, sized once at process start: one thread per request in flight.
+    const sup = new DomainSupervisor(this.reactor, name, argv, policy, backend ? { UV_THREADPOOL_SIZE: String(BACKEND_IO_THREADS) } : {});
     const d: Domain = { id: this.domains.length + 1, role, backend, sup, stateFd: -1, stateHanded: false, endpoints: new Map(), up: false, upAt: 0, seq: 0n };
     if (backend) {
       const e = this.guest.createEndpoint();

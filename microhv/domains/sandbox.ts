@@ -127,10 +127,11 @@ export function sandboxPlan(report: (line: string) => void = (l) => process.stde
  * own fds close-on-exec, but it may itself have inherited some without the flag; every fd above
  * stderr is marked close-on-exec first, so only what `stdio` maps reaches the domain.
  */
-export function spawnSandboxed(nodeArgs: readonly string[], stdio: StdioOptions, plan: SandboxPlan = sandboxPlan()): ChildProcess {
+export function spawnSandboxed(nodeArgs: readonly string[], stdio: StdioOptions, plan: SandboxPlan = sandboxPlan(), extraEnv: Readonly<Record<string, string>> = {}): ChildProcess {
   sys.closeRange(3, 0xffff_ffff, sys.consts.CLOSE_RANGE_CLOEXEC);
   const [cmd, ...args] = wrapCommand(plan, [process.execPath, ...nodeArgs]);
-  return spawn(cmd!, args, { stdio, env: env(plan.namespaces) });
+  // `extraEnv` is what the role's own runtime needs at start (the block domain's I/O thread count).
+  return spawn(cmd!, args, { stdio, env: { ...extraEnv, ...env(plan.namespaces) } });
 }
 
 /**

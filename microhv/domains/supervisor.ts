@@ -50,7 +50,8 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private timer: NodeJS.Timeout | undefined;
   private spawnedAt = 0;
 
-  constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY) {
+  constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY,
+    private readonly env: Readonly<Record<string, string>> = {}) {
     super();
     this.backoffMs = policy.initialBackoffMs;
   }
@@ -66,7 +67,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     this.generation++;
     // fd 3 of the child is its control socket; nothing else is inherited (sandbox.ts).
-    const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs]);
+    const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs], undefined, this.env);
     sys.close(theirs);
     if (child.pid === undefined) {
       sys.close(mine);

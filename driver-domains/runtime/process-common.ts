@@ -1,0 +1,98 @@
+// What every domain process shares at its boundary with microhv: taking the fds a reply
+// carries, the ioreq endpoint of an IoreqRangeReply, the start filter and the inherited-fd
+// check made before serving, and the one-line account of a fatal error. Used by the
+// stub-domain runtime (main.ts) and the block domain (../block/main.ts).
+import * as sys from '../../microhv/sys/index.js';
+import type { Frame } from '../../idl/control/framing.js';
+import type { IoreqRangeReply } from '../../idl/generated/control.js';
+import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
+import { closeInheritedFds } from './fds.js';
+import { DomainProcessError } from './process-errors.js';
+import { installFilter, startRules } from './seccomp.js';
+
+/** fd 3 of every domain process: its control socket to microhv. */
+export const CONTROL_FD = 3;
+
+/** The IDL name of an enum value, for messages. */
+export function enumName(e: Readonly<Record<string, number>>, v: number): string {
+  return Object.keys(e).find((k) => e[k] === v) ?? String(v);
+}
+
+export function closeFds(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      sys.close(fd);
+    } catch {
+      // Already closed.
+    }
+  }
+}
+
+/** The fd an FdRef names; the framing layer already checked the index against the fds that came. */
+export function takeFd(f: Frame, index: number | undefined, what: string): number {
+  const fd = index === undefined ? undefined : f.fds[index];
+  if (fd === undefined) {
+    closeFds(f.fds);
+    throw new DomainProcessError('PROTOCOL', `${what} missing from the reply`);
+  }
+  for (const other of f.fds) if (other !== fd) closeFds([other]);
+  return fd;
+}
+
+/** The endpoint fds of an IoreqRangeReply; every one must have come with the frame. */
+export function endpointFds(f: Frame, r: IoreqRangeReply): IoreqEndpointFds {
+  const at = (i: number | undefined, what: string): number => {
+    const fd = i === undefined ? undefined : f.fds[i];
+    if (fd === undefined) {
+      closeFds(f.fds);
+      throw new DomainProcessError('PROTOCOL', `ioreq range reply without its ${what}`);
+    }
+    return fd;
+  };
+  if (r.vcpuCount < 1 || r.toServer.length !== r.vcpuCount || r.toVcpu.length !== r.vcpuCount) {
+    closeFds(f.fds);
+    throw new DomainProcessError('PROTOCOL', `ioreq range reply for ${r.vcpuCount} vCPUs with ${r.toServer.length}/${r.toVcpu.length} event channels`);
+  }
+  return {
+    vcpus: r.vcpuCount,
+    slots: at(r.slots?.index, 'slot page'),
+    ring: at(r.bufferedRing?.index, 'buffered ring'),
+    ringNotify: at(r.bufferedNotify?.index, 'buffered ring notify'),
+    toServer: r.toServer.map((ref, v) => at(ref.index, `to_server[${v}]`)),
+    toVcpu: r.toVcpu.map((ref, v) => at(ref.index, `to_vcpu[${v}]`)),
+  };
+}
+
+/**
+ * Before any request is served: the calls no domain makes are refused for every thread
+ * (seccomp.ts). A kernel without seccomp is reported, not fatal (DESIGN.md 5: where practical).
+ * `label` starts the exit line (`stub-domain`, `block`).
+ */
+export function installStartFilter(label: string): boolean {
+  try {
+    return installFilter(startRules(process.pid));
+  } catch (e) {
+    process.stderr.write(`${label}[${process.pid}]: exiting (3): SANDBOX: start seccomp filter: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(3);
+  }
+}
+
+/**
+ * The fd self-check (DESIGN.md 5: no fds beyond those it was given). Anything above the control
+ * socket that Node did not open itself is closed (fds.ts). Under microhv's sandbox, which hands
+ * over exactly stdio and fd 3, such an fd means the spawner leaked it: the domain refuses to run.
+ */
+export function checkInheritedFds(sandboxed: boolean, out: { warn(text: string): void; fatal(e: unknown): void }): void {
+  const leaked = closeInheritedFds(CONTROL_FD);
+  for (const { fd, target } of leaked) out.warn(`closed inherited fd ${fd} (${target})`);
+  const first = leaked[0];
+  if (sandboxed && first !== undefined) out.fatal(new DomainProcessError('SANDBOX', `inherited fd ${first.fd} (${first.target}) that microhv did not give`));
+}
+
+/** Exit status and the one line (code and cause chain, no stacks) a fatal error ends a domain with. */
+export function explainFatal(e: unknown): { status: number; text: string } {
+  const code = e instanceof DomainProcessError ? e.code : 'INTERNAL';
+  let why = e instanceof Error ? e.message : String(e);
+  for (let c: unknown = e instanceof Error ? e.cause : undefined; c instanceof Error; c = c.cause) why += `: ${c.message}`;
+  return { status: code === 'SANDBOX' ? 3 : 1, text: `${code}: ${why}` };
+}
