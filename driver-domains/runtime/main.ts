@@ -586,6 +586,9 @@ class Domain {
     this.socket?.close();
     this.log?.close();
     // A reply just queued (Ack, Error) is sent by sendmsg synchronously; nothing else needs draining.
+    // process.exit joins libuv's pool threads, one of which may be blocked in the reactor's wait:
+    // stop() wakes it at once (its eventfd write is synchronous).
+    this.reactor.stop().catch(() => undefined);
     process.exit(status);
   }
 }
