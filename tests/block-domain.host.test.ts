@@ -21,7 +21,7 @@ const FLUSH_IMAGE = '/scratch/blk-c.img';
 
 /**
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
- * guest's lines, microhv's count of injected kills per domain and the tail of its own log.
+ * guest's lines, microhv's count of injected kills per domain and its own last messages.
  */
 function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, faults = ''): string {
   const cmdline = `console=ttyS0 quiet panic=-1 microhv.scenario=${scenario} microhv.args=${args}`;
@@ -29,7 +29,8 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${faults}`, 1, timeoutS)
     + `grep -a 'microhv-guest:' /tmp/console.log; `
     + `echo kills block=$(grep -c 'fault: killing block' /tmp/err.txt) pci=$(grep -c 'fault: killing pci' /tmp/err.txt); `
-    + `grep -v 'module Debug' /tmp/err.txt | tail -5; `;
+    // microhv's own last messages (a refused option is followed by the usage, left out here).
+    + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `;
 }
 
 /** The output of each section, by name. */
