@@ -21,12 +21,18 @@ const microhvTimeoutS = env('BLOCK_BENCH_MICROHV_TIMEOUT_S', 400, 30);
 const image = buildTestHost((s) => console.error(s));
 const load0 = loadavg()[0]!;
 console.log(`block-bench: fiobench (${seconds} s per job) ${rounds} times each under QEMU/KVM and microhv inside one test host (load average ${load0.toFixed(2)})`);
+let partial = '';
 const r = await runInTestHost({
   image,
   scratchMiB: 1024,
   command: `node dist/bench/block/inside.js ${rounds} ${seconds} ${blackoutS} ${qemuTimeoutS} ${microhvTimeoutS}`,
   timeoutMs: (rounds * (qemuTimeoutS + microhvTimeoutS) + (blackoutS > 0 ? microhvTimeoutS : 0) + 240) * 1000,
-  onOutput: (t) => { for (const line of t.split('\n')) if (line.startsWith('block-bench:')) console.log(line); },
+  onOutput: (t) => {
+    // Output arrives in arbitrary chunks; only whole lines are looked at.
+    const lines = (partial + t).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.startsWith('block-bench:')) console.log(line.trimEnd());
+  },
 });
 const line = r.output.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
 if (r.exitCode !== 0 || line === undefined) {
