@@ -140,7 +140,7 @@ export function buildTestHost(log: (s: string) => void = () => {}): TestHostImag
 
   const projectDirs = ['dist', 'build'].map((d) => join(root, d));
   const modules = productionModules(root);
-  const rootKey = digest(['testhost-root-v1', { file: scripts[1]! }, { file: join(root, 'package-lock.json') }, { file: guest.initramfs }, { file: guest.kernel },
+  const rootKey = digest(['testhost-root-v2', { file: scripts[1]! }, { file: join(root, 'package-lock.json') }, { file: guest.initramfs }, { file: guest.kernel },
     ...[...programs, ...sandboxTools].map((file) => ({ file })), ...projectDirs.flatMap(filesBelow).map((file) => ({ file }))]);
   const rootfs = cached(join(dir, 'rootfs'), rootKey, (d) => join(d, 'rootfs.ext4'), (tmp) => {
     const stage = join(tmp, 'stage');
@@ -151,6 +151,8 @@ export function buildTestHost(log: (s: string) => void = () => {}): TestHostImag
     // QEMU's firmware (SeaBIOS, option ROMs); Debian links some into /usr/share/seabios.
     for (const d of ['/usr/share/qemu', '/usr/share/seabios', '/usr/lib/ipxe/qemu']) if (existsSync(d)) copyInto(stage, d);
     writeExecutable(join(stage, 'sbin/testhost-init'), readFileSync(scripts[1]!, 'utf8'));
+    // Mount point of the scratch disk (the root is read-only inside).
+    mkdirSync(join(stage, 'scratch'));
     const proj = join(stage, 'opt/microhv');
     mkdirSync(proj, { recursive: true });
     copyFileSync(join(root, 'package.json'), join(proj, 'package.json'));

@@ -4,14 +4,15 @@ import { runInTestHost, TestHostError, type Accel } from './testhost.js';
 import { buildTestHost } from '../images/build.js';
 import { qemuGuestCommand } from './peer.js';
 
-const USAGE = `usage: testhost run [--timeout SECONDS] [--smp N] [--mem MIB] [--accel tcg|kvm] -- COMMAND...
+const USAGE = `usage: testhost run [--timeout SECONDS] [--smp N] [--mem MIB] [--scratch MIB] [--accel tcg|kvm] -- COMMAND...
        testhost demo | demo-qemu
   run    boot the test host, run COMMAND (a shell command, in /opt/microhv) inside it,
-         stream its output and exit with its status (124 on timeout).
+         stream its output and exit with its status (124 on timeout). --scratch adds an empty
+         ext4 disk of that size, mounted at /scratch inside (O_DIRECT works there, unlike /tmp).
   demo   boot the embedded default guest under microhv inside the test host and show its console.
   demo-qemu  the same guest under QEMU/KVM, the peer microhv is measured against.`;
 
-interface Parsed { cmd: string; timeoutMs: number; smp: number; memMiB: number; accel?: Accel; rest: string[] }
+interface Parsed { cmd: string; timeoutMs: number; smp: number; memMiB: number; scratchMiB?: number; accel?: Accel; rest: string[] }
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { cmd: argv[0] ?? '', timeoutMs: 300_000, smp: 2, memMiB: 2048, rest: [] };
@@ -31,6 +32,7 @@ function parse(argv: string[]): Parsed {
     else if (a === '--timeout') p.timeoutMs = num('--timeout', 1) * 1000;
     else if (a === '--smp') p.smp = num('--smp', 1);
     else if (a === '--mem') p.memMiB = num('--mem', 256);
+    else if (a === '--scratch') p.scratchMiB = num('--scratch', 16);
     else if (a === '--accel') { const v = value(); if (v !== 'tcg' && v !== 'kvm') throw new Error('--accel is tcg or kvm'); p.accel = v; }
     else p.rest = argv.slice(i);
     if (p.rest.length) break;
@@ -56,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
     throw new Error(`unknown command '${p.cmd}' (try --help)`);
   }
   const image = buildTestHost((s) => console.error(s));
-  const r = await runInTestHost({ command, image, timeoutMs: p.timeoutMs, smp: p.smp, memMiB: p.memMiB, accel: p.accel, onOutput: (t) => process.stdout.write(t) });
+  const r = await runInTestHost({ command, image, timeoutMs: p.timeoutMs, smp: p.smp, memMiB: p.memMiB, scratchMiB: p.scratchMiB, accel: p.accel, onOutput: (t) => process.stdout.write(t) });
   console.error(`testhost: ${r.accel}, booted in ${(r.bootMs / 1000).toFixed(1)} s, total ${(r.totalMs / 1000).toFixed(1)} s, exit ${r.exitCode}`);
   return r.exitCode;
 }

@@ -4,7 +4,7 @@
 // runs it: output streamed, exit status returned, hard timeouts, and QEMU
 // killed on every exit path (timeouts, errors, our own exit, and, through
 // PR_SET_PDEATHSIG set by setpriv, even our own SIGKILL).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +14,7 @@ import { which, ImageError } from '../images/stage.js';
 import { ConsoleParser } from './markers.js';
 import { probeKvm } from '../microhv/kvm/probe.js';
 
-export type TestHostErrorCode = 'MISSING_TOOL' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED';
+export type TestHostErrorCode = 'MISSING_TOOL' | 'SCRATCH_FAILED' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED';
 export class TestHostError extends Error {
   /** QEMU's pid, where it was started (it is dead by the time this is thrown). */
   qemuPid: number | undefined;
@@ -37,6 +37,12 @@ export interface RunOptions {
   readonly smp?: number;
   readonly accel?: Accel;
   readonly image?: TestHostImage;
+  /**
+   * A scratch disk of this size: an empty ext4 file system on a second virtio disk, mounted at
+   * /scratch inside (tmpfs refuses O_DIRECT, so images opened with it live there). It is a sparse
+   * file in the run's temporary folder and is removed with it.
+   */
+  readonly scratchMiB?: number;
   /** The command's output (stdout and stderr together), as it arrives. */
   readonly onOutput?: (text: string) => void;
 }
@@ -64,7 +70,7 @@ export function defaultAccel(): Promise<Accel> {
   return probed;
 }
 
-export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string, o: { memMiB: number; smp: number; accel: Accel }): string[] {
+export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string, o: { memMiB: number; smp: number; accel: Accel; scratch?: string }): string[] {
   const cpu = o.accel === 'kvm'
     ? ['-accel', 'kvm', '-cpu', 'host']
     // An emulated CPU with SVM and nested paging, so kvm_amd loads inside.
@@ -76,9 +82,29 @@ export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string,
     '-append', 'console=ttyS0 panic=-1 quiet',
     '-serial', `file:${logFile}`,
     '-device', 'virtio-serial-pci', '-chardev', 'stdio,id=out,signal=off', '-device', 'virtconsole,chardev=out',
+    // The root image comes first on the PCI bus, so it is /dev/vda; the scratch disk is /dev/vdb.
     '-drive', `file=${image.rootfs},format=raw,if=none,id=root,readonly=on`, '-device', 'virtio-blk-pci,drive=root',
+    // cache=unsafe: the scratch file dies with the run, so flushes need not reach this machine's disk.
+    ...(o.scratch ? ['-drive', `file=${o.scratch},format=raw,if=none,id=scratch,cache=unsafe`, '-device', 'virtio-blk-pci,drive=scratch'] : []),
     '-fw_cfg', `name=opt/microhv/cmd,file=${cmdFile}`,
   ];
+}
+
+/**
+ * An empty ext4 file system in a new sparse file (mke2fs creates it: no root, no loop device). The
+ * inode tables and the journal are initialized here, on a sparse file where that is nearly free, so
+ * that no ext4lazyinit thread writes behind the measurements inside the test host.
+ */
+function makeScratch(file: string, sizeMiB: number): void {
+  if (!Number.isInteger(sizeMiB) || sizeMiB < 16) throw new RangeError(`scratchMiB must be an integer >= 16, not ${sizeMiB}`);
+  try {
+    execFileSync(which('mke2fs'), ['-t', 'ext4', '-F', '-q', '-m', '0', '-E', 'lazy_itable_init=0,lazy_journal_init=0', '-L', 'microhv-scratch', file, `${sizeMiB}M`],
+      { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    if (err instanceof ImageError) throw new TestHostError('MISSING_TOOL', err.message, '', { cause: err });
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? '';
+    throw new TestHostError('SCRATCH_FAILED', `cannot make the scratch disk (mke2fs): ${stderr || (err as Error).message}`, '', { cause: err });
+  }
 }
 
 const tail = (text: string, lines = 30): string => text.split('\n').slice(-lines).join('\n');
@@ -102,7 +128,17 @@ export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
   const logFile = join(dir, 'kernel.log');
   writeFileSync(cmdFile, opts.command + '\n');
   writeFileSync(logFile, '');
-  const args = qemuArgs(image, cmdFile, logFile, { memMiB: opts.memMiB ?? 2048, smp: opts.smp ?? 2, accel });
+  let scratch: string | undefined;
+  if (opts.scratchMiB !== undefined) {
+    scratch = join(dir, 'scratch.ext4');
+    try {
+      makeScratch(scratch, opts.scratchMiB);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+  const args = qemuArgs(image, cmdFile, logFile, { memMiB: opts.memMiB ?? 2048, smp: opts.smp ?? 2, accel, scratch });
   const kernelLog = (): string => { try { return readFileSync(logFile, 'utf8'); } catch { return ''; } };
 
   const t0 = performance.now();

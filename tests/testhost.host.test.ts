@@ -1,6 +1,7 @@
 // The test host itself: exit statuses come back, a hung command is killed at
-// its timeout with no QEMU left behind, and QEMU/KVM inside it boots the
-// embedded default guest (the performance peer of later benchmarks).
+// its timeout with no QEMU left behind, its scratch disk takes O_DIRECT, and
+// QEMU/KVM inside it boots the embedded default guest (the performance peer
+// of later benchmarks).
 import { beforeAll, describe, expect, test } from 'vitest';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { runInTestHost, TestHostError } from '../testhost/testhost.js';
@@ -20,6 +21,18 @@ describe('test host', () => {
     expect(r.output).toContain('kvm-ok');
     expect(r.output).toContain('to-stderr');
     expect(alive(r.qemuPid)).toBe(false);
+  });
+
+  test('a_scratch_disk_is_ext4_at_scratch_and_takes_o_direct_writes', async () => {
+    const r = await runInTestHost({
+      image, scratchMiB: 64, timeoutMs: 180_000,
+      command: 'grep " /scratch ext4 " /proc/mounts && grep -q " / ext4 ro" /proc/mounts && echo root-ro '
+        + '&& dd if=/dev/zero of=/scratch/f bs=4096 count=256 oflag=direct && echo direct-ok',
+    });
+    expect(r.output).toContain('/dev/vdb /scratch ext4');
+    expect(r.output).toContain('root-ro');
+    expect(r.output).toContain('direct-ok');
+    expect(r.exitCode).toBe(0);
   });
 
   test('kills_a_hung_command_at_its_timeout_and_leaves_no_qemu', async () => {

@@ -19,6 +19,11 @@ if [ ! -r "$cmdfile" ]; then
 fi
 cp "$cmdfile" /run/cmd
 echo "@@microhv-testhost-ready@@" > "$port"
+# The runner's optional scratch disk (RunOptions.scratchMiB): ext4 on the second virtio disk, /dev/vda
+# being the project image. Unlike the tmpfs folders it takes O_DIRECT.
+if [ -b /dev/vdb ] && ! mount -t ext4 -o noatime /dev/vdb /scratch; then
+  echo "testhost: cannot mount the scratch disk /dev/vdb" > "$port"
+fi
 cd /opt/microhv
 sh /run/cmd < /dev/null > "$port" 2>&1
 rc=$?

@@ -1,0 +1,135 @@
+// The block domain, as the guest sees it through `microhv run --disk PATH[,readonly][,direct]`: a
+// virtio-blk disk of the image's size with the right read-only flag; fio's data checks pass with no
+// I/O error under load, also while the block domain or the pci domain is killed every 2 s (the
+// stalls the guest sees are printed); and data written with O_DIRECT and flushed is in the image
+// once microhv has exited. Two test-host boots, each running several guests one after another.
+import { beforeAll, describe, expect, test } from 'vitest';
+import { buildTestHost, type TestHostImage } from '../images/build.js';
+import { runInTestHost } from '../testhost/testhost.js';
+import { microhvDiskArg, type GuestDisk } from '../testhost/peer.js';
+import { microhvRunCommand } from './support/microhv-run.js';
+
+let image: TestHostImage;
+beforeAll(() => { image = buildTestHost(); });
+
+const IMAGE_MIB = 96;
+const FLUSH_MIB = 16;
+/** Images opened with O_DIRECT live on the scratch disk; tmpfs refuses O_DIRECT. */
+const TMP_IMAGE = '/tmp/blk-a.img';
+const DIRECT_IMAGE = '/scratch/blk-b.img';
+const FLUSH_IMAGE = '/scratch/blk-c.img';
+
+/**
+ * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
+ * guest's lines, microhv's count of injected kills per domain and its own last messages.
+ */
+function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, faults = ''): string {
+  const cmdline = `console=ttyS0 quiet panic=-1 microhv.scenario=${scenario} microhv.args=${args}`;
+  return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; `
+    + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${faults}`, 1, timeoutS)
+    + `grep -a 'microhv-guest:' /tmp/console.log; `
+    + `echo kills block=$(grep -c 'fault: killing block' /tmp/err.txt) pci=$(grep -c 'fault: killing pci' /tmp/err.txt); `
+    // microhv's own last messages (a refused option is followed by the usage, left out here).
+    + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `;
+}
+
+/** The output of each section, by name. */
+function sections(output: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of output.split(/^=== /m).slice(1)) {
+    const nl = part.indexOf('\n');
+    out.set(part.slice(0, nl).trim(), part.slice(nl + 1));
+  }
+  return out;
+}
+
+const kills = (text: string, domain: 'block' | 'pci'): number => Number(new RegExp(`kills block=(\\d+) pci=(\\d+)`).exec(text)?.[domain === 'block' ? 1 : 2] ?? NaN);
+
+/** fioverify passed: no fio error, every block checked, no I/O error or timeout in the guest kernel's log. */
+function expectVerified(text: string | undefined): void {
+  expect(text, 'section missing').toBeDefined();
+  expect(text).toContain('run-exit=0');
+  expect(text).toMatch(/microhv-guest: fio errors=0 verify=ok /);
+  expect(text).toContain('microhv-guest: fio exit fill=0 mix=0 check=0');
+  expect(text).toContain('microhv-guest: klog io_errors=0');
+  expect(text).toContain('microhv-guest: scenario fioverify done rc=0');
+}
+
+/** The guest's stalls (no completion for over 100 ms), printed for the record: the blackouts of the restarts. */
+function logStalls(name: string, text: string): void {
+  const stalls = [...text.matchAll(/^microhv-guest: stall at_ms=(\d+) ms=(\d+)/gm)].map((m) => `${m[2]} ms at ${m[1]} ms`);
+  const summary = /^microhv-guest: fio completions=.*$/m.exec(text)?.[0] ?? 'no fio summary';
+  console.log(`${name}: ${stalls.length} stalls: ${stalls.join(', ') || 'none'} (${summary})`);
+}
+
+describe('block domain: size, read-only flag, data checks and durability', () => {
+  let out = new Map<string, string>();
+  beforeAll(async () => {
+    const r = await runInTestHost({
+      image, scratchMiB: 512, timeoutMs: 420_000,
+      command: `truncate -s ${IMAGE_MIB}M ${TMP_IMAGE} ${DIRECT_IMAGE} && truncate -s 64M ${FLUSH_IMAGE}; `
+        + section('disk-rw', 'disk', 'write', { path: TMP_IMAGE }, 90)
+        + section('disk-ro', 'disk', 'write', { path: TMP_IMAGE, readonly: true }, 90)
+        + section('verify', 'fioverify', '20,16', { path: DIRECT_IMAGE, direct: true }, 150)
+        + section('flush', 'flushcheck', String(FLUSH_MIB), { path: FLUSH_IMAGE, direct: true }, 90)
+        + `echo image-sha256=$(head -c ${FLUSH_MIB * 1048576} ${FLUSH_IMAGE} | sha256sum | cut -d' ' -f1)`,
+    });
+    out = sections(r.output);
+  });
+
+  test('guest_sees_vda_with_the_image_size_and_writes_to_it', () => {
+    const t = out.get('disk-rw');
+    expect(t).toContain('run-exit=0');
+    expect(t).toContain(`microhv-guest: disk vda sectors=${(IMAGE_MIB << 20) / 512} ro=0`);
+    expect(t).toContain('microhv-guest: disk write ok');
+  });
+
+  test('a_readonly_disk_shows_ro_and_refuses_a_guest_write', () => {
+    const t = out.get('disk-ro');
+    expect(t).toContain('run-exit=0');
+    expect(t).toContain(`microhv-guest: disk vda sectors=${(IMAGE_MIB << 20) / 512} ro=1`);
+    expect(t).toMatch(/microhv-guest: disk write failed/);
+  });
+
+  test('fioverify_20s_qd16_direct_passes_with_no_io_error', () => {
+    expectVerified(out.get('verify'));
+  });
+
+  test('flushed_o_direct_data_is_in_the_image_after_microhv_exits', () => {
+    const t = out.get('flush');
+    expect(t).toContain('run-exit=0');
+    const guest = /microhv-guest: flushed sha256=([0-9a-f]{64}) bytes=(\d+)/.exec(t ?? '');
+    expect(guest, 'no flushed line from the guest').not.toBeNull();
+    expect(Number(guest![2])).toBe(FLUSH_MIB * 1048576);
+    expect(/image-sha256=([0-9a-f]{64})/.exec(t ?? '')?.[1]).toBe(guest![1]);
+  });
+});
+
+describe('block domain: data checks while domains are killed every 2 s', () => {
+  let out = new Map<string, string>();
+  // Kills start 15 s in, about when fio's random phase starts after the guest's boot, so the run's
+  // kills stay within the supervisor's restart budget (20 in 60 s) while covering the whole phase.
+  beforeAll(async () => {
+    const r = await runInTestHost({
+      image, scratchMiB: 512, timeoutMs: 420_000,
+      command: `truncate -s ${IMAGE_MIB}M ${DIRECT_IMAGE}; `
+        + section('kill-block', 'fioverify', '30,16', { path: DIRECT_IMAGE, direct: true }, 180, '--fault kill:block:2000:15000')
+        + section('kill-pci', 'fioverify', '30,16', { path: DIRECT_IMAGE, direct: true }, 180, '--fault kill:pci:2000:15000'),
+    });
+    out = sections(r.output);
+  });
+
+  test('fioverify_30s_passes_while_the_block_domain_is_killed_every_2s', () => {
+    const t = out.get('kill-block') ?? '';
+    logStalls('kill:block:2000', t);
+    expectVerified(t);
+    expect(kills(t, 'block')).toBeGreaterThanOrEqual(10);
+  });
+
+  test('fioverify_30s_passes_while_the_pci_domain_is_killed_every_2s', () => {
+    const t = out.get('kill-pci') ?? '';
+    logStalls('kill:pci:2000', t);
+    expectVerified(t);
+    expect(kills(t, 'pci')).toBeGreaterThanOrEqual(10);
+  });
+});
