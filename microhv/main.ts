@@ -153,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
   const inject = (f: Fault): void => {
     const sup = manager.domain(f.domain);
     console.error(`microhv: fault: ${f.action === 'kill' ? 'killing' : 'hanging'} ${f.domain}`);
-    if (f.action === 'kill') sup?.kill();
+    if (f.action === 'kill') sup?.kill({ injected: true });
     else sup?.hang();
   };
   let untilSeen = (): void => undefined;

@@ -70,3 +70,25 @@ describe('role policy', () => {
     expect(allowedRange(Role.ROLE_CONSOLE, 'pio', COM1.port, COM1.size + 1)).toBeUndefined();
   });
 });
+
+test('injected_kills_of_young_instances_neither_grow_the_backoff_nor_spend_the_budget', async () => {
+  reactor = new Reactor();
+  // Budget 3 and instances that never live long enough to count as stable: six failures would mark it down.
+  const sup = new DomainSupervisor(reactor, 'target', ['-e', 'setTimeout(() => {}, 60000)'], { ...policy, initialBackoffMs: 10, maxBackoffMs: 5000, maxRestarts: 3 });
+  const spawnedAt: number[] = [];
+  const diedAt: number[] = [];
+  let down = false;
+  sup.on('down', () => { down = true; });
+  sup.on('died', (_g, why) => { diedAt.push(Date.now()); expect(why).toMatch(/injected fault/); });
+  const done = new Promise<void>((r) => sup.on('spawned', () => { spawnedAt.push(Date.now()); if (spawnedAt.length === 7) r(); }));
+  sup.on('spawned', () => { setTimeout(() => sup.kill({ injected: true }), 50); });
+  sup.start();
+  await done;
+  sup.stop();
+  expect(down).toBe(false);
+  expect(sup.restarts).toEqual([]);
+  expect(sup.injectedKills).toBe(6);
+  // A doubling backoff would have reached 320 ms by the 6th restart.
+  const delays = spawnedAt.slice(1).map((t, i) => t - diedAt[i]!);
+  expect(Math.max(...delays)).toBeLessThan(250);
+});

@@ -49,6 +49,10 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
   private spawnedAt = 0;
+  /** The current instance is being killed by fault injection. */
+  private injected = false;
+  /** Deaths by injected faults so far (they are not restarts the budget counts). */
+  injectedKills = 0;
 
   constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY,
     private readonly env: Readonly<Record<string, string>> = {}) {
@@ -84,11 +88,16 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     this.emit('spawned', this.generation, mine, child.pid);
   }
 
-  /** Kills the current instance (hung, or fault injection); supervision restarts it. */
-  kill(): void {
+  /**
+   * Kills the current instance; supervision restarts it. `injected`: a fault injected on purpose
+   * (`--fault`), not a failure of the domain, so it neither grows the backoff nor spends the restart
+   * budget: a campaign may kill a domain as often as it likes. A hung instance is killed as a failure.
+   */
+  kill(o: { injected?: boolean } = {}): void {
     const pid = this.child?.pid;
     if (this.pidfd < 0 || pid === undefined || this.dying >= 0) return;
     this.dying = killSandboxed(this.pidfd, pid) ?? -1;
+    this.injected = o.injected === true;
   }
 
   /** Fault injection: stops the domain process (SIGSTOP) without killing it; the heartbeat finds it hung. */
@@ -117,9 +126,17 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
 
   private onDeath(why: string): void {
     this.child = undefined;
-    this.emit('died', this.generation, why);
+    const injected = this.injected;
+    this.injected = false;
+    this.emit('died', this.generation, injected ? `${why} (injected fault)` : why);
     if (this.health === 'stopped') return;
     const now = Date.now();
+    if (injected) {
+      this.injectedKills++;
+      this.health = 'restarting';
+      this.timer = setTimeout(() => this.spawnOnce(), this.policy.initialBackoffMs);
+      return;
+    }
     this.restarts.push(now);
     while (this.restarts.length > 0 && now - this.restarts[0]! > this.policy.windowMs) this.restarts.shift();
     if (this.restarts.length > this.policy.maxRestarts) {
