@@ -96,11 +96,20 @@ export function parseRequest(chain: Chain, ctx: ParseContext): BlockRequest | un
   const status = lastView.subarray(lastView.byteLength - 1);
   // The used length is 32-bit; the chain decoder fails chains whose buffers add up to more.
   const usedLen = Math.min(chain.writableBytes, 0xffff_ffff);
-  const fail = (fault: RequestFault | SegmentFault, code: number = VIRTIO_BLK_S.IOERR): BlockRequest => ({ kind: 'fail', code, fault, status, usedLen });
+  const fail: Fail = (fault, code = VIRTIO_BLK_S.IOERR) => ({ kind: 'fail', code, fault, status, usedLen });
   // GUEST-INPUT: a chain with an unusable buffer (outside RAM, over a ring, ...) fails whole.
   if (chain.fault !== undefined) return fail(chain.fault);
   // GUEST-INPUT: the header needs 16 device-readable bytes.
   if (chain.readableBytes < VirtioBlkReqHeader.SIZE) return fail('short_header');
+  // The layout Linux uses (header, data buffers, status, each its own descriptor) is parsed
+  // without re-slicing the stream: the data buffers' views are the request's iov as they are.
+  return fastLayout(segs) ? parseFast(chain, ctx, status, usedLen, fail) : parseGeneral(chain, ctx, status, usedLen, fail);
+}
+
+/** Any framing (virtio 1.2, 2.6.4): the header and data are cut out of the readable and writable streams. */
+function parseGeneral(chain: Chain, ctx: ParseContext, status: Uint8Array, usedLen: number, fail: Fail): BlockRequest {
+  const l = ctx.limits;
+  const segs = chain.segments;
   const readable = segs.filter((s) => !s.writable).flatMap((s) => s.views);
   const writable = segs.filter((s) => s.writable).flatMap((s) => s.views);
   copyOut(sliceViews(readable, 0, VirtioBlkReqHeader.SIZE), header.u8);
@@ -150,6 +159,65 @@ export function parseRequest(chain: Chain, ctx: ParseContext): BlockRequest | un
       // GET_LIFETIME, SECURE_ERASE, the zoned types and anything else: not offered.
       return fail('unsupported_type', VIRTIO_BLK_S.UNSUPP);
   }
+}
+
+type Fail = (fault: RequestFault | SegmentFault, code?: number) => BlockRequest;
+
+/**
+ * The fast path of a read or write laid out as Linux does it: a 16-byte readable header buffer,
+ * data buffers all in the data's direction, each one view, and a 1-byte writable status buffer.
+ * Any other layout (or another request type) returns undefined and takes the general path, so
+ * both paths apply the same checks to the same bytes.
+ */
+function fastLayout(segs: readonly Segment[]): boolean {
+  const n = segs.length;
+  const first = segs[0];
+  const last = segs[n - 1];
+  if (n < 3 || first === undefined || last === undefined || first.writable || first.len !== VirtioBlkReqHeader.SIZE || first.views.length !== 1) return false;
+  if (!last.writable || last.len !== 1) return false;
+  const dataWritable = segs[1]?.writable === true;
+  for (let i = 1; i < n - 1; i++) {
+    const s = segs[i]!;
+    if (s.writable !== dataWritable || s.views.length !== 1) return false;
+  }
+  return true;
+}
+
+function parseFast(chain: Chain, ctx: ParseContext, status: Uint8Array, usedLen: number, fail: Fail): BlockRequest {
+  const l = ctx.limits;
+  const segs = chain.segments;
+  header.u8.set(segs[0]!.views[0]!);
+  const type = VirtioBlkReqHeader.getType(header, 0);
+  const sector = VirtioBlkReqHeader.getSector(header, 0);
+  const isRead = type === VIRTIO_BLK_T.IN;
+  const dataWritable = segs[1]!.writable;
+  // Only reads and writes take this path; the other types (and a data direction that does not
+  // match the type: 'wrong_direction') are parsed, and failed, by the general path.
+  if ((type !== VIRTIO_BLK_T.IN && type !== VIRTIO_BLK_T.OUT) || dataWritable !== isRead) return parseGeneral(chain, ctx, status, usedLen, fail);
+  const iov: Uint8Array[] = [];
+  let length = 0;
+  let oversize = false;
+  let aligned = l.ioAlign > 1;
+  for (let i = 1; i < segs.length - 1; i++) {
+    const s = segs[i]!;
+    iov.push(s.views[0]!);
+    length += s.len;
+    // GUEST-INPUT: each data buffer at most size_max.
+    if (s.len > l.sizeMax) oversize = true;
+    if (aligned && (s.len % l.ioAlign !== 0 || !ctx.hostAligned(s.gpa, s.len))) aligned = false;
+  }
+  // GUEST-INPUT: whole sectors, at least one (virtio 1.2, 5.2.6.1); the same order of checks as the general path.
+  if (length === 0 || length % SECTOR !== 0) return fail('bad_length');
+  if (oversize) return fail('oversize_segment');
+  if (length > l.maxRequestBytes) return fail('oversize_request');
+  if (!isRead && l.readOnly) return fail('read_only');
+  // GUEST-INPUT: the sectors must lie inside the disk (sector is a 64-bit guest value).
+  const sectors = length / SECTOR;
+  if (sector > BigInt(l.capacity) || Number(sector) + sectors > l.capacity) return fail('out_of_range');
+  const offset = Number(sector) * SECTOR;
+  // GUEST-INPUT: O_DIRECT needs offset and length aligned; the guest was told blk_size.
+  if (offset % l.ioAlign !== 0 || length % l.ioAlign !== 0) return fail('unaligned');
+  return { kind: isRead ? 'read' : 'write', offset, length, iov, aligned, status, usedLen };
 }
 
 /**
