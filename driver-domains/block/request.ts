@@ -86,7 +86,6 @@ const ranges = new SharedBytes(new ArrayBuffer(VirtioBlkDiscardWriteZeroes.SIZE 
  * even be failed, and the caller sets NEEDS_RESET ('no_status').
  */
 export function parseRequest(chain: Chain, ctx: ParseContext): BlockRequest | undefined {
-  const l = ctx.limits;
   const segs = chain.segments;
   const last = segs[segs.length - 1];
   // GUEST-INPUT: the status byte is the last byte of the last descriptor, which must be writable.
