@@ -26,7 +26,7 @@ import {
 } from '../../idl/generated/control.js';
 import { IoreqServer, type IoreqHandler, type IoSpace } from '../../idl/ioreq/server.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
-import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
+import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import {
   CONTROL_FD, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, takeFd,
 } from '../runtime/process-common.js';

@@ -26,7 +26,7 @@ import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
 import { CONTROL_FD, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, takeFd } from './process-common.js';
 import { installFilter, sealedRules } from './seccomp.js';
-import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
+import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
 import { IrqLines, LineReader, LINES_PAGE_BYTES } from './irq-lines.js';
 import { DEFAULT_PCI_TABLE, stagePciTable, virtioBlockFunction, type PciFunctionSpec } from './pci-table.js';

@@ -28,8 +28,8 @@ export interface SandboxPlan {
   readonly summary: string;
 }
 
-/** The environment variable that tells a domain it was started in the sandbox, and in which namespaces. */
-export const SANDBOX_ENV = 'MICROHV_SANDBOX';
+import { SANDBOX_ENV } from './sandbox-env.js';
+export { SANDBOX_ENV };
 
 const FLAGS: Record<Namespace, (ns: readonly Namespace[]) => string[]> = {
   user: () => ['--user', '--map-root-user'],
