@@ -9,7 +9,8 @@ const USAGE = `usage: testhost run [--timeout SECONDS] [--smp N] [--mem MIB] [--
   run    boot the test host, run COMMAND (a shell command, in /opt/microhv) inside it,
          stream its output and exit with its status (124 on timeout). --scratch adds an empty
          ext4 disk of that size, mounted at /scratch inside (O_DIRECT works there, unlike /tmp).
-  demo   boot the embedded default guest under microhv inside the test host and show its console.
+  demo   boot the embedded default guest under microhv inside the test host with a 64 MiB disk, run a
+         checksummed fio job on it while the block domain is killed every 3 s, and show its console.
   demo-qemu  the same guest under QEMU/KVM, the peer microhv is measured against.`;
 
 interface Parsed { cmd: string; timeoutMs: number; smp: number; memMiB: number; scratchMiB?: number; accel?: Accel; rest: string[] }
@@ -48,9 +49,12 @@ async function main(argv: string[]): Promise<number> {
     command = p.rest.join(' ').trim();
     if (!command) throw new Error('run needs a command after --');
   } else if (p.cmd === 'demo') {
-    console.log('demo: `microhv run` inside the test host: the embedded default guest, with its console and IO-APIC domains as supervised processes');
-    command = `timeout -s KILL ${Math.floor(p.timeoutMs / 1000) - 20} node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio `
-      + `--vcpus ${p.smp > 1 ? 2 : 1} --cmdline 'console=ttyS0 quiet panic=-1 microhv.scenario=hello' --console-log /tmp/console.log --timeout ${Math.floor(p.timeoutMs / 1000) - 40}`;
+    console.log('demo: `microhv run` inside the test host: the embedded default guest with a virtio-blk disk, running a checksummed fio job while its block domain is killed every 3 s');
+    const t = Math.floor(p.timeoutMs / 1000);
+    command = 'truncate -s 64M /tmp/demo-disk.img && '
+      + `timeout -s KILL ${t - 20} node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio `
+      + `--vcpus ${p.smp > 1 ? 2 : 1} --cmdline 'console=ttyS0 quiet panic=-1 microhv.scenario=fioverify microhv.args=15,16' --console-log /tmp/console.log `
+      + `--disk /tmp/demo-disk.img --fault kill:block:3000:12000 --timeout ${t - 40}`;
   } else if (p.cmd === 'demo-qemu') {
     console.log('demo-qemu: booting the embedded default guest under QEMU/KVM (the peer) inside the test host');
     command = qemuGuestCommand({ scenario: 'hello', timeoutS: Math.floor(p.timeoutMs / 1000) - 60 });

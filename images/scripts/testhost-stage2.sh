@@ -10,6 +10,11 @@ mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs 
 ip link set lo up 2>/dev/null
 # Guest RAM is memfd (shmem); let it use huge pages where the process asks for them (madvise).
 echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null
+# ...allocated when a page is first touched, never collapsed later: under the emulated SVM CPU, khugepaged
+# collapsing guest RAM that KVM and a backend domain (which maps the same memfd) both map was seen to
+# lock up a test-host CPU for minutes (soft lockups in khugepaged and in a vCPU thread).
+echo 86400000 > /sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs 2>/dev/null
+echo 86400000 > /sys/kernel/mm/transparent_hugepage/khugepaged/alloc_sleep_millisecs 2>/dev/null
 hostname testhost
 port=/dev/hvc0
 stty -F "$port" raw -echo 2>/dev/null
