@@ -185,8 +185,8 @@ async function main(argv: string[]): Promise<number> {
       if (kind === 'poweroff') resolve(0);
       else if (kind === 'reset') reboot('platform reset');
     });
-    guest.on('power', (kind) => {
-      if (kind === 'reset') return reboot('vCPU reset');
+    guest.on('power', (kind, detail) => {
+      if (kind === 'reset') return reboot(detail === undefined ? 'vCPU reset' : `vCPU reset: ${detail}`);
       console.error(`microhv: guest ${kind}`);
       resolve(kind === 'crash' ? 1 : 0);
     });

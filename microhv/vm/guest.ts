@@ -28,7 +28,7 @@ export interface BootConfig {
 
 export type GuestState = 'created' | 'running' | 'paused' | 'halted' | 'stopped';
 export interface GuestEvents {
-  power: [kind: 'poweroff' | 'reset' | 'crash'];
+  power: [kind: 'poweroff' | 'reset' | 'crash', detail?: string];
   failed: [detail: string];
   stopped: [];
 }
@@ -151,7 +151,7 @@ export class Guest extends EventEmitter<GuestEvents> {
           case 'ready': t.tid = ev.tid; resolve(); break;
           case 'stopped': break;
           // A reset request leaves the other vCPUs running: the owner of the guest decides (reboot or stop).
-          case 'power': this.emit('power', ev.kind); if (ev.kind !== 'reset') void this.stop(); break;
+          case 'power': this.emit('power', ev.kind, ev.detail); if (ev.kind !== 'reset') void this.stop(); break;
           case 'failed': this.fail(`vCPU ${index}: ${ev.detail}`); break;
           default: { const never: never = ev; this.fail(`vCPU ${index}: unknown event ${JSON.stringify(never)}`); }
         }

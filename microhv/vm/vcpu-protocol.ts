@@ -26,5 +26,5 @@ export interface VcpuInput {
 export type VcpuEvent =
   | { readonly type: 'ready'; readonly tid: number }
   | { readonly type: 'stopped' }
-  | { readonly type: 'power'; readonly kind: 'poweroff' | 'reset' | 'crash' }
+  | { readonly type: 'power'; readonly kind: 'poweroff' | 'reset' | 'crash'; readonly detail?: string }
   | { readonly type: 'failed'; readonly detail: string };

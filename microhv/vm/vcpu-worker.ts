@@ -64,9 +64,12 @@ function main(input: VcpuInput): VcpuEvent {
         const kind = ev.type === KVM_SYSTEM_EVENT.RESET ? 'reset' : ev.type === KVM_SYSTEM_EVENT.SHUTDOWN ? 'poweroff' : 'crash';
         return { type: 'power', kind };
       }
-      case 'SHUTDOWN':
-        // A triple fault: a PC resets.
-        return { type: 'power', kind: 'reset' };
+      case 'SHUTDOWN': {
+        // A triple fault: a PC resets. Where the vCPU was is logged, so an unexpected one can be traced.
+        const r = vcpu.getRegs();
+        const s = vcpu.getSregs();
+        return { type: 'power', kind: 'reset', detail: `triple fault on vCPU ${input.index} at rip 0x${r.rip.toString(16)} rsp 0x${r.rsp.toString(16)} cr0 0x${s.cr0.toString(16)} cr2 0x${s.cr2.toString(16)} cr3 0x${s.cr3.toString(16)} cr4 0x${s.cr4.toString(16)}` };
+      }
       case 'FAIL_ENTRY': {
         const f = run.failEntry();
         return { type: 'failed', detail: `VM entry failed: hardware reason 0x${f.hardwareEntryFailureReason.toString(16)} on cpu ${f.cpu}` };
