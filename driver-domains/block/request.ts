@@ -124,18 +124,9 @@ function parseGeneral(chain: Chain, ctx: ParseContext, status: Uint8Array, usedL
       const length = isRead ? outBytes : inBytes;
       // GUEST-INPUT: data moves one way only: IN has no readable data, OUT no writable bytes but status.
       if ((isRead && inBytes !== 0) || (!isRead && outBytes !== 0)) return fail('wrong_direction');
-      // GUEST-INPUT: whole sectors, at least one (virtio 1.2, 5.2.6.1).
-      if (length === 0 || length % SECTOR !== 0) return fail('bad_length');
-      // GUEST-INPUT: each data buffer at most size_max, the whole at most seg_max * size_max.
-      if (segs.some((s) => s.len > l.sizeMax && s.writable === isRead)) return fail('oversize_segment');
-      if (length > l.maxRequestBytes) return fail('oversize_request');
-      if (!isRead && l.readOnly) return fail('read_only');
-      // GUEST-INPUT: the sectors must lie inside the disk (sector is a 64-bit guest value).
-      const sectors = length / SECTOR;
-      if (sector > BigInt(l.capacity) || Number(sector) + sectors > l.capacity) return fail('out_of_range');
+      const fault = dataFault(l, isRead, sector, length, segs.some((s) => s.len > l.sizeMax && s.writable === isRead));
+      if (fault !== undefined) return fail(fault);
       const offset = Number(sector) * SECTOR;
-      // GUEST-INPUT: O_DIRECT needs offset and length aligned; the guest was told blk_size.
-      if (offset % l.ioAlign !== 0 || length % l.ioAlign !== 0) return fail('unaligned');
       const iov = isRead ? sliceViews(writable, 0, length) : sliceViews(readable, VirtioBlkReqHeader.SIZE, length);
       const aligned = l.ioAlign > 1 && dataAligned(isRead ? segs.filter((s) => s.writable) : segs.filter((s) => !s.writable), isRead, ctx, l.ioAlign);
       return { kind: isRead ? 'read' : 'write', offset, length, iov, aligned, status, usedLen };
@@ -201,22 +192,30 @@ function parseFast(chain: Chain, ctx: ParseContext, status: Uint8Array, usedLen:
     const s = segs[i]!;
     iov.push(s.views[0]!);
     length += s.len;
-    // GUEST-INPUT: each data buffer at most size_max.
     if (s.len > l.sizeMax) oversize = true;
     if (aligned && (s.len % l.ioAlign !== 0 || !ctx.hostAligned(s.gpa, s.len))) aligned = false;
   }
-  // GUEST-INPUT: whole sectors, at least one (virtio 1.2, 5.2.6.1); the same order of checks as the general path.
-  if (length === 0 || length % SECTOR !== 0) return fail('bad_length');
-  if (oversize) return fail('oversize_segment');
-  if (length > l.maxRequestBytes) return fail('oversize_request');
-  if (!isRead && l.readOnly) return fail('read_only');
+  const fault = dataFault(l, isRead, sector, length, oversize);
+  if (fault !== undefined) return fail(fault);
+  return { kind: isRead ? 'read' : 'write', offset: Number(sector) * SECTOR, length, iov, aligned, status, usedLen };
+}
+
+/**
+ * The checks of a read or write once its data length is known, in the order both parsers apply
+ * them; `oversizeSegment`: a data buffer is longer than size_max.
+ */
+function dataFault(l: BlockLimits, isRead: boolean, sector: bigint, length: number, oversizeSegment: boolean): RequestFault | SegmentFault | undefined {
+  // GUEST-INPUT: whole sectors, at least one (virtio 1.2, 5.2.6.1).
+  if (length === 0 || length % SECTOR !== 0) return 'bad_length';
+  // GUEST-INPUT: each data buffer at most size_max, the whole at most seg_max * size_max.
+  if (oversizeSegment) return 'oversize_segment';
+  if (length > l.maxRequestBytes) return 'oversize_request';
+  if (!isRead && l.readOnly) return 'read_only';
   // GUEST-INPUT: the sectors must lie inside the disk (sector is a 64-bit guest value).
-  const sectors = length / SECTOR;
-  if (sector > BigInt(l.capacity) || Number(sector) + sectors > l.capacity) return fail('out_of_range');
-  const offset = Number(sector) * SECTOR;
+  if (sector > BigInt(l.capacity) || Number(sector) + length / SECTOR > l.capacity) return 'out_of_range';
   // GUEST-INPUT: O_DIRECT needs offset and length aligned; the guest was told blk_size.
-  if (offset % l.ioAlign !== 0 || length % l.ioAlign !== 0) return fail('unaligned');
-  return { kind: isRead ? 'read' : 'write', offset, length, iov, aligned, status, usedLen };
+  if ((Number(sector) * SECTOR) % l.ioAlign !== 0 || length % l.ioAlign !== 0) return 'unaligned';
+  return undefined;
 }
 
 /**
