@@ -28,7 +28,7 @@ import { IoreqServer, type IoreqHandler, type IoSpace } from '../../idl/ioreq/se
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import {
-  CONTROL_FD, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, takeFd,
+  CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, requestReply, takeFd,
 } from '../runtime/process-common.js';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { installFilter, sealedRules } from '../runtime/seccomp.js';
@@ -42,8 +42,6 @@ import { BLOCK_REGION_BASE, RegionAppliedLog, regionBytes } from './region.js';
 import { ensureThreadpool } from './threadpool.js';
 
 const PROTOCOL_VERSION = 1;
-/** How long microhv may take to answer one of our requests before the domain gives up (and is restarted). */
-const REQUEST_TIMEOUT_MS = 10_000;
 /** libuv pool threads: concurrent preadv/pwritev/fdatasync calls (one more holds the reactor's epoll_wait). */
 const THREADPOOL_SIZE = 16;
 const PAGE = 4096;
@@ -342,23 +340,12 @@ class BlockProcess {
     for (const { key, fd } of this.waitKeys.splice(0)) this.reactor.remove(key, fd);
   }
 
-  private async request(body: EnvelopeBody, expect: EnvelopeBodyCase): Promise<Frame> {
-    let f: Frame;
-    try {
-      f = await this.conn.request(body, [], REQUEST_TIMEOUT_MS);
-    } catch (e) {
-      throw new DomainProcessError('CONTROL', `${body.case}`, { cause: e });
-    }
-    if (f.body.case === expect) return f;
-    closeFds(f.fds);
-    if (f.body.case === 'error') throw new DomainProcessError('CONTROL', `${body.case} refused: ${enumName(ErrorCode, f.body.value.code)}: ${f.body.value.message}`);
-    throw new DomainProcessError('PROTOCOL', `${body.case} answered with ${f.body.case}`);
+  private request(body: EnvelopeBody, expect: EnvelopeBodyCase): Promise<Frame> {
+    return requestReply(this.conn, body, expect);
   }
 
   ack(f: Frame, phases: readonly Phase[]): void {
-    closeFds(f.fds);
-    if (!phases.includes(this.phase)) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `${f.body.case} while ${this.phase}`);
-    this.conn.reply(f, { case: 'ack', value: {} });
+    ackIn(this.conn, f, this.phase, phases);
   }
 
   sleep(f: Frame): void {

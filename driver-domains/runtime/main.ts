@@ -24,7 +24,7 @@ import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_CONFIG_PORTS, PCI_ECAM } from '.
 import { LogLevel, PlatformEvent, type IoapicExports, type PciExports, type StubExportsByKind, type StubKind } from './abi.js';
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
-import { CONTROL_FD, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, takeFd } from './process-common.js';
+import { CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, requestReply, takeFd } from './process-common.js';
 import { installFilter, sealedRules } from './seccomp.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
@@ -34,8 +34,6 @@ import { PciBus } from './pci-bus.js';
 import { DomainProcessError } from './process-errors.js';
 
 const PROTOCOL_VERSION = 1;
-/** How long microhv may take to answer one of our requests before the domain gives up (and is restarted). */
-const REQUEST_TIMEOUT_MS = 10_000;
 
 interface RangeSpec { readonly space: AddressSpace; readonly start: number; readonly length: number; readonly buffered: boolean }
 
@@ -457,23 +455,12 @@ class Domain {
     for (const { key, fd } of this.waitKeys.splice(0)) this.reactor.remove(key, fd);
   }
 
-  private async request(body: EnvelopeBody, expect: EnvelopeBodyCase): Promise<Frame> {
-    let f: Frame;
-    try {
-      f = await this.conn.request(body, [], REQUEST_TIMEOUT_MS);
-    } catch (e) {
-      throw new DomainProcessError('CONTROL', `${body.case}`, { cause: e });
-    }
-    if (f.body.case === expect) return f;
-    closeFds(f.fds);
-    if (f.body.case === 'error') throw new DomainProcessError('CONTROL', `${body.case} refused: ${enumName(ErrorCode, f.body.value.code)}: ${f.body.value.message}`);
-    throw new DomainProcessError('PROTOCOL', `${body.case} answered with ${f.body.case}`);
+  private request(body: EnvelopeBody, expect: EnvelopeBodyCase): Promise<Frame> {
+    return requestReply(this.conn, body, expect);
   }
 
   ack(f: Frame, phases: readonly Phase[]): void {
-    closeFds(f.fds);
-    if (!phases.includes(this.phase)) return this.conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `${f.body.case} while ${this.phase}`);
-    this.conn.reply(f, { case: 'ack', value: {} });
+    ackIn(this.conn, f, this.phase, phases);
   }
 
   sleep(f: Frame): void {

@@ -3,8 +3,9 @@
 // check made before serving, and the one-line account of a fatal error. Used by the
 // stub-domain runtime (main.ts) and the block domain (../block/main.ts).
 import * as sys from '../../microhv/sys/index.js';
+import type { Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
-import type { IoreqRangeReply } from '../../idl/generated/control.js';
+import { ErrorCode, type EnvelopeBody, type EnvelopeBodyCase, type IoreqRangeReply } from '../../idl/generated/control.js';
 import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
 import { closeInheritedFds } from './fds.js';
 import { DomainProcessError } from './process-errors.js';
@@ -12,6 +13,32 @@ import { installFilter, startRules } from './seccomp.js';
 
 /** fd 3 of every domain process: its control socket to microhv. */
 export const CONTROL_FD = 3;
+/** How long microhv may take to answer one of a domain's requests before the domain gives up (and is restarted). */
+export const REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * Sends a request to microhv and returns its reply when that is `expect`. A refusal (Error) is a
+ * CONTROL error, any other answer a PROTOCOL error; the fds of an unexpected reply are closed.
+ */
+export async function requestReply(conn: Connection, body: EnvelopeBody, expect: EnvelopeBodyCase): Promise<Frame> {
+  let f: Frame;
+  try {
+    f = await conn.request(body, [], REQUEST_TIMEOUT_MS);
+  } catch (e) {
+    throw new DomainProcessError('CONTROL', `${body.case}`, { cause: e });
+  }
+  if (f.body.case === expect) return f;
+  closeFds(f.fds);
+  if (f.body.case === 'error') throw new DomainProcessError('CONTROL', `${body.case} refused: ${enumName(ErrorCode, f.body.value.code)}: ${f.body.value.message}`);
+  throw new DomainProcessError('PROTOCOL', `${body.case} answered with ${f.body.case}`);
+}
+
+/** Answers a lifecycle request from microhv with Ack while `phase` is one of `phases`, else BAD_STATE. */
+export function ackIn<P extends string>(conn: Connection, f: Frame, phase: P, phases: readonly P[]): void {
+  closeFds(f.fds);
+  if (!phases.includes(phase)) return conn.replyError(f, ErrorCode.ERROR_CODE_BAD_STATE, `${f.body.case} while ${phase}`);
+  conn.reply(f, { case: 'ack', value: {} });
+}
 
 /** The IDL name of an enum value, for messages. */
 export function enumName(e: Readonly<Record<string, number>>, v: number): string {
