@@ -114,34 +114,57 @@ function makeScratch(file: string, sizeMiB: number): void {
 const tail = (text: string, lines = 30): string => text.split('\n').slice(-lines).join('\n');
 
 /**
- * Whether a test host that ended without the command's exit status reset itself: QEMU exited 0
- * (a reset under -no-reboot) and its kernel logged no panic or oops, so nothing inside chose to
- * stop. The emulated machine (TCG running nested SVM) does this now and then, also under the
- * QEMU/KVM peer; it is no outcome of the command.
+ * Why a failed run is the emulated machine's own fault and not the command's, or undefined when
+ * it is the command's (or a real fault of the test host's kernel) and must be reported as it is:
+ * - it reset itself mid-command: QEMU exited 0 (a reset under -no-reboot) with no exit status,
+ *   and its kernel logged no panic or oops, so nothing inside chose to stop;
+ * - it reset itself while booting (QEMU exited 0 before the command started);
+ * - it hung while booting: the command had not started at the boot deadline (a boot takes about
+ *   4 s on a 2-core machine; the deadline is 60 s).
+ * Before the command started nothing of the project's ran, so the last two rerun whatever the
+ * kernel logged (a broken image fails every rerun alike).
+ * The emulated machine (TCG running nested SVM) does each of these now and then, also under the
+ * QEMU/KVM peer. The command never ran in the last two cases.
  */
-export function spontaneousReset(e: unknown): boolean {
-  return e instanceof TestHostError && e.code === 'NO_EXIT_STATUS' && e.qemuExit === 0 && !/Kernel panic|Oops|BUG:|general protection/.test(e.kernelLogTail);
+export function testHostFault(e: unknown): string | undefined {
+  if (!(e instanceof TestHostError)) return undefined;
+  // Before the command started nothing of ours ran: whatever the kernel logged is the machine's.
+  if (e.code === 'QEMU_FAILED' && e.qemuExit === 0) return 'the test host reset itself while booting';
+  if (e.code === 'BOOT_TIMEOUT') return 'the test host hung while booting';
+  if (e.code === 'NO_EXIT_STATUS' && e.qemuExit === 0 && !/Kernel panic|Oops|BUG:|general protection/.test(e.kernelLogTail)) {
+    return 'the test host reset itself mid-command';
+  }
+  return undefined;
 }
+
+/** Runs after a test-host fault (testHostFault) before the fault is the result. */
+export const TEST_HOST_RERUNS = 2;
 
 /**
  * Boots the test host, runs `command` in /opt/microhv inside it and returns its exit status. A
- * test host that resets itself mid-command (spontaneousReset) is reported on stderr with QEMU's
- * reset log and the command runs once more in a fresh one; a second reset is an error.
+ * run that the test host itself spoiled (testHostFault) is reported on stderr with the kernel's
+ * last lines and QEMU's reset log, and the command runs again in a fresh one, at most
+ * TEST_HOST_RERUNS times; a command's own failure, a timeout or a kernel panic never reruns.
  */
 export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
-  try {
-    return await runOnce(opts);
-  } catch (e) {
-    if (!spontaneousReset(e)) throw e;
-    const t = e as TestHostError;
-    process.stderr.write(`testhost: the test host reset itself mid-command (QEMU pid ${t.qemuPid ?? '?'}, no kernel panic); running the command once more in a new one. QEMU's reset log:\n${t.resetLog}\n`);
-    return runOnce(opts);
+  for (let rerun = 0; ; rerun++) {
+    try {
+      return await runOnce(opts);
+    } catch (e) {
+      const why = testHostFault(e);
+      if (why === undefined || rerun === TEST_HOST_RERUNS) throw e;
+      const t = e as TestHostError;
+      process.stderr.write(`testhost: ${why} (QEMU pid ${t.qemuPid ?? '?'}: ${t.message}); running the command again in a new one (${rerun + 1} of ${TEST_HOST_RERUNS}).\n`
+        + `  kernel log tail:\n${indent(t.kernelLogTail)}\n  QEMU's reset log:\n${indent(t.resetLog)}\n`);
+    }
   }
 }
 
+const indent = (text: string): string => (text.trim() ? text.split('\n').map((l) => `    ${l}`).join('\n') : '    (empty)');
+
 async function runOnce(opts: RunOptions): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
-  const bootTimeoutMs = Math.min(opts.bootTimeoutMs ?? 120_000, timeoutMs);
+  const bootTimeoutMs = Math.min(opts.bootTimeoutMs ?? 60_000, timeoutMs);
   const accel = opts.accel ?? (await defaultAccel());
   let qemu: string;
   let setpriv: string;
@@ -204,7 +227,8 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         clearTimeout(timer);
         clearTimeout(bootTimer);
         live.delete(child);
-        if (failure) { failure.qemuPid = child.pid; failure.output = output; return reject(failure); }
+        const resetLog = (): string => { try { return tail(readFileSync(qemuLog, 'utf8'), 40); } catch { return ''; } };
+        if (failure) { failure.qemuPid = child.pid; failure.output = output; failure.resetLog = resetLog(); return reject(failure); }
         const exitCode = parser.exitCode;
         if (exitCode === undefined) {
           const e = new TestHostError(bootMs < 0 ? 'QEMU_FAILED' : 'NO_EXIT_STATUS',
@@ -213,7 +237,7 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
           e.qemuPid = child.pid;
           e.output = output;
           e.qemuExit = code;
-          try { e.resetLog = tail(readFileSync(qemuLog, 'utf8'), 40); } catch { /* no log */ }
+          e.resetLog = resetLog();
           return reject(e);
         }
         resolve({ exitCode, output, bootMs, totalMs: performance.now() - t0, accel, kernelLog: kernelLog(), qemuPid: child.pid ?? -1 });

@@ -47,6 +47,26 @@ describe('test host', () => {
     expect(alive(e.qemuPid!)).toBe(false);
   });
 
+  test('a_boot_that_misses_its_deadline_runs_again_twice_then_fails_with_no_qemu_left', async () => {
+    // A deadline no boot can meet: every run is the boot hang a faulty test host shows.
+    const said: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => { said.push(String(chunk)); return true; }) as typeof process.stderr.write;
+    let err: unknown;
+    try {
+      err = await runInTestHost({ image, command: 'echo never', timeoutMs: 60_000, bootTimeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(err).toBeInstanceOf(TestHostError);
+    const e = err as TestHostError;
+    expect(e.code).toBe('BOOT_TIMEOUT');
+    expect(alive(e.qemuPid!)).toBe(false);
+    const reruns = said.join('').match(/hung while booting .*running the command again in a new one \((\d) of 2\)/g) ?? [];
+    expect(reruns).toHaveLength(2);
+    expect(reruns[1]).toContain('(2 of 2)');
+  });
+
   test('qemu_kvm_boots_the_embedded_guest_to_its_init_with_its_tools', async () => {
     const r = await runInTestHost({ image, command: qemuGuestCommand({ scenario: 'tools', timeoutS: 200 }), timeoutMs: 300_000 });
     expect(r.output).toContain('microhv-guest: init started');
