@@ -30,7 +30,9 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     + `grep -a 'microhv-guest:' /tmp/console.log; `
     + `echo kills block=$(grep -c 'fault: killing block' /tmp/err.txt) pci=$(grep -c 'fault: killing pci' /tmp/err.txt); `
     // microhv's own last messages (a refused option is followed by the usage, left out here).
-    + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `;
+    + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `
+    // A guest that reset: its kernel's last words are the only trace (AMD loses the vCPU's state).
+    + `if grep -q 'guest reset' /tmp/err.txt; then tail -n 20 /tmp/console.log | sed 's/^/console-tail: /'; fi; `;
 }
 
 /** The output of each section, by name. */

@@ -65,10 +65,14 @@ function main(input: VcpuInput): VcpuEvent {
         return { type: 'power', kind };
       }
       case 'SHUTDOWN': {
-        // A triple fault: a PC resets. Where the vCPU was is logged, so an unexpected one can be traced.
+        // A triple fault: a PC resets. Where the vCPU was is logged, so an unexpected one can be
+        // traced; on AMD, KVM has already put the vCPU through INIT (the VMCB is undefined after a
+        // shutdown), so the state reads as the reset vector and only the guest's log can tell more.
         const r = vcpu.getRegs();
         const s = vcpu.getSregs();
-        return { type: 'power', kind: 'reset', detail: `triple fault on vCPU ${input.index} at rip 0x${r.rip.toString(16)} rsp 0x${r.rsp.toString(16)} cr0 0x${s.cr0.toString(16)} cr2 0x${s.cr2.toString(16)} cr3 0x${s.cr3.toString(16)} cr4 0x${s.cr4.toString(16)}` };
+        const where = r.rip === 0xfff0n && (s.cr0 & 1n) === 0n ? 'state lost: KVM re-initialized the vCPU'
+          : `rip 0x${r.rip.toString(16)} rsp 0x${r.rsp.toString(16)} cr0 0x${s.cr0.toString(16)} cr2 0x${s.cr2.toString(16)} cr3 0x${s.cr3.toString(16)} cr4 0x${s.cr4.toString(16)}`;
+        return { type: 'power', kind: 'reset', detail: `triple fault on vCPU ${input.index} (${where})` };
       }
       case 'FAIL_ENTRY': {
         const f = run.failEntry();
