@@ -199,12 +199,16 @@ async function main(argv: string[]): Promise<number> {
     for (const f of o.faults) timers.push(setTimeout(() => { inject(f); timers.push(setInterval(() => inject(f), f.everyMs)); }, f.firstMs));
   });
   for (const t of timers) clearInterval(t);
-  await guest.stop();
-  manager.stop();
-  echo();
-  clearInterval(ticker);
-  watcher.close();
-  await reactor.stop();
+  try {
+    await guest.stop();
+    manager.stop();
+    echo();
+  } finally {
+    clearInterval(ticker);
+    watcher.close();
+    // Whatever failed above: a reactor left waiting on the worker pool would hold process.exit forever.
+    await reactor.stop();
+  }
   guest.destroy();
   console.error(`microhv: domains ${JSON.stringify(manager.health())}`);
   return result;

@@ -54,4 +54,21 @@ describe('microhv core boots a stock kernel', () => {
     expect(r.output).toContain('both-online=2');
     expect(r.output).not.toContain('failed');
   });
+
+  test('a_guest_triple_fault_with_no_reboot_ends_the_run_at_once', async () => {
+    // reboot=t: the guest kernel restarts by triple fault, so its vCPU thread ends with a shutdown
+    // exit before microhv stops the guest (a stop that kicked the ended thread once threw, and the
+    // run then hung at exit until its hard kill).
+    const r = await runInTestHost({
+      image,
+      command: 'timeout -s KILL 200 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 1 '
+        + "--cmdline 'console=ttyS0 quiet panic=-1 reboot=t microhv.scenario=reboot' --console-log /tmp/console.log --timeout 180 "
+        + "--no-reboot >/dev/null 2>/tmp/err.txt; echo run-exit=$?; grep 'guest reset\\|failed\\|domains' /tmp/err.txt",
+      timeoutMs: 300_000,
+    });
+    expect(r.output).toMatch(/guest reset \(vCPU reset: triple fault on vCPU 0 .*\); --no-reboot/);
+    expect(r.output).toContain('run-exit=0');
+    expect(r.output).toMatch(/microhv: domains \{/);
+    expect(r.output).not.toContain('failed');
+  });
 });

@@ -144,7 +144,8 @@ export class Guest extends EventEmitter<GuestEvents> {
       const w = spare.worker;
       if (spare.error) { reject(spare.error); this.fail(`vCPU ${index} thread: ${spare.error.message}`); return; }
       t.worker = w;
-      t.exited = new Promise<void>((r) => { w.once('exit', () => r()); });
+      // An ended thread's tid may name another thread soon: it is never kicked again.
+      t.exited = new Promise<void>((r) => { w.once('exit', () => { t.tid = undefined; r(); }); });
       w.on('error', (e) => { reject(e); this.fail(`vCPU ${index} thread: ${e.message}`); });
       w.on('message', (ev: VcpuEvent) => {
         switch (ev.type) {
@@ -167,7 +168,15 @@ export class Guest extends EventEmitter<GuestEvents> {
   }
 
   private kickAll(): void {
-    for (const t of this.threads) if (t.tid !== undefined) sys.tgkill(process.pid, t.tid, KICK);
+    for (const t of this.threads) {
+      if (t.tid === undefined) continue;
+      try {
+        sys.tgkill(process.pid, t.tid, KICK);
+      } catch (e) {
+        // The thread ended (a vCPU returns after a triple fault) before its exit event arrived.
+        if (!(e instanceof sys.SysError && e.errnoName === 'ESRCH')) throw e;
+      }
+    }
   }
 
   pause(): void {
