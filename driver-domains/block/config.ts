@@ -17,13 +17,8 @@ export const VIRTIO_BLK_F = {
   CONFIG_WCE: 11n, MQ: 12n, DISCARD: 13n, WRITE_ZEROES: 14n,
 } as const;
 
-/**
- * The largest data buffer (size_max). A guest whose buffers are physically contiguous (Linux with
- * transparent huge pages, the default of Debian's kernels) then sends a 1 MiB request as one or
- * two buffers instead of sixteen of 64 KiB: each buffer costs the domain a descriptor walk and an
- * iovec. A request is at most seg_max * size_max (254 MiB with a 256-entry queue).
- */
-export const SIZE_MAX = 1 << 20;
+/** The largest data buffer (size_max): Linux's default segment size, so no driver splits more. */
+export const SIZE_MAX = 64 * 1024;
 /** The most sectors and ranges in one DISCARD or WRITE_ZEROES request. */
 export const MAX_RANGE_SECTORS = 1 << 22;
 export const MAX_RANGES = 32;
