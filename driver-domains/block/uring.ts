@@ -97,6 +97,8 @@ export interface RingOptions {
   readonly slots?: number;
   /** Setup flags to try, first to last (tests); default SETUP_CHOICES. */
   readonly setupChoices?: readonly number[];
+  /** Told of the first stray CQE (the rest are counted in stats). */
+  readonly warn?: (text: string) => void;
 }
 
 /** What the ring did, for the domain's log and for tests. */
@@ -196,6 +198,7 @@ export class Uring {
     private readonly sqes: Uint32Array,
     private readonly arena: { readonly words: Uint32Array; readonly addr: number; readonly map: sys.Mapping },
     slots: number,
+    private readonly warn: (text: string) => void,
   ) {
     this.slots = Array.from({ length: slots }, (_, index) => ({ index, gen: 0, op: undefined, iovAt: index * IOV_MAX * IOVEC.size }));
     this.free = Array.from({ length: slots }, (_, i) => slots - 1 - i);
@@ -292,7 +295,7 @@ export class Uring {
       call('register', fd, REGISTER.ENABLE_RINGS, 0, 0);
 
       const ring = new Uring(fd, eventfd, setupFlags, single ? [sqMap, sqeMap] : [sqMap, cqMap, sqeMap], sq, cq, new Uint32Array(sqeMap.buffer),
-        { words: new Uint32Array(arena.buffer), addr: Number(arena.addr), map: arena }, slots);
+        { words: new Uint32Array(arena.buffer), addr: Number(arena.addr), map: arena }, slots, o.warn ?? (() => undefined));
       undo.length = 0;
       return ring;
     } finally {
@@ -568,7 +571,7 @@ export class Uring {
     const slot = this.slots[lo];
     const op = slot?.op;
     if (slot === undefined || op === undefined || slot.gen !== hi) {
-      this.stats.stray++;
+      if (this.stats.stray++ === 0) this.warn(`io_uring CQE for slot ${lo} generation ${hi} (res ${res}) names no operation in flight; further ones are counted`);
       return;
     }
     if (op.iov !== undefined && res >= 0 && res < op.left) {
