@@ -143,6 +143,15 @@ describe('io_uring', () => {
     expect(fs.statSync(file).size).toBe(2048 * SECTOR);
   });
 
+  it('completes_a_transfer_of_no_bytes_without_an_sqe', async () => {
+    const { ring } = ringOn(8);
+    const mem = mapped(4096);
+    await ring.readv([mem.subarray(0, 0), mem.subarray(10, 10)], 0);
+
+    expect(ring.stats.submitted).toBe(0);
+    expect(ring.busy).toBe(0);
+  });
+
   it('refuses_buffers_that_have_no_native_address', async () => {
     const { ring } = ringOn(8);
 

@@ -127,12 +127,16 @@ interface Op {
   readonly addr: number;
   readonly len: number;
   readonly what: string;
-  /** A positioned transfer: the buffers, the first one not done, bytes of it done, position, bytes left. */
+  /**
+   * A positioned transfer: the buffers, the first one not done and bytes of it done, the position;
+   * bytes the SQE in flight carries, and whether they reach the end of the buffers.
+   */
   readonly iov: readonly Uint8Array[] | undefined;
   at: number;
   skip: number;
   pos: number;
-  left: number;
+  sent: number;
+  last: boolean;
   /** `raw`: the result goes to the caller as it is, even negative. */
   readonly raw: boolean;
   resolve(res: number): void;
@@ -163,7 +167,6 @@ export function addressable(iov: readonly Uint8Array[]): boolean {
   return true;
 }
 
-const total = (iov: readonly Uint8Array[]): number => iov.reduce((a, v) => a + v.byteLength, 0);
 const RW = sys.consts.PROT_READ | sys.consts.PROT_WRITE;
 
 // Word indexes (u32) of the SQE and CQE fields the hot path touches; a u64 is two words, low first.
@@ -333,7 +336,7 @@ export class Uring {
     return new Promise((resolve, reject) => {
       const op: Op = {
         opcode: sqe.opcode, flags: sqe.flags, fd: sqe.fd, opFlags: 0, addr: sqe.addr ?? 0, len: sqe.len ?? 0, what: `opcode ${sqe.opcode}`,
-        iov: undefined, at: 0, skip: 0, pos: sqe.off ?? 0, left: 0, raw: true, resolve, reject,
+        iov: undefined, at: 0, skip: 0, pos: sqe.off ?? 0, sent: 0, last: true, raw: true, resolve, reject,
       };
       if (userData === undefined) return this.begin(op);
       if (this.closed || this.sqSpace() === 0) return reject(new BlockError('IO', 'no SQ space for a raw SQE'));
@@ -368,18 +371,16 @@ export class Uring {
     sys.munmap(this.arena.map);
   }
 
+  /** The buffers must be over mappings (addressable): one that is not fails the transfer when its SQE is written. */
   private transfer(opcode: number, what: string, iov: readonly Uint8Array[], pos: number): Promise<void> {
-    if (!addressable(iov)) return Promise.reject(new BlockError('IO', `${what}: a buffer is not over a mapping`));
-    const left = total(iov);
-    if (left === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.begin({ opcode, flags: IOSQE_FIXED_FILE, fd: 0, opFlags: 0, addr: 0, len: 0, what, iov, at: 0, skip: 0, pos, left, raw: false, resolve: () => resolve(), reject });
+      this.begin({ opcode, flags: IOSQE_FIXED_FILE, fd: 0, opFlags: 0, addr: 0, len: 0, what, iov, at: 0, skip: 0, pos, sent: 0, last: true, raw: false, resolve: () => resolve(), reject });
     });
   }
 
   private start(opcode: number, opFlags: number, pos: number, addr: number, len: number, what: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.begin({ opcode, flags: IOSQE_FIXED_FILE, fd: 0, opFlags, addr, len, what, iov: undefined, at: 0, skip: 0, pos, left: 0, raw: false, resolve, reject });
+      this.begin({ opcode, flags: IOSQE_FIXED_FILE, fd: 0, opFlags, addr, len, what, iov: undefined, at: 0, skip: 0, pos, sent: 0, last: true, raw: false, resolve, reject });
     });
   }
 
@@ -406,6 +407,19 @@ export class Uring {
     this.scheduleFlush();
   }
 
+  /** Writes the slot's SQE, or settles its operation at once when there is nothing to send or a buffer has no address. */
+  private writeSqe(slot: Slot, op: Op): void {
+    if (op.iov === undefined) return this.writeEntry(slot, op, op.addr, op.len);
+    let n: number;
+    try {
+      n = this.fillIovecs(slot, op);
+    } catch (e) {
+      return this.finish(slot, new BlockError('IO', `${op.what}: a buffer is not over a mapping`, { cause: e }));
+    }
+    if (n === 0) return this.finish(slot, undefined);
+    this.writeEntry(slot, op, this.arena.addr + slot.iovAt, n);
+  }
+
   private sqSpace(): number {
     return this.sq.entries - ((this.sqTail - Atomics.load(this.sq.words, this.sq.head)) >>> 0);
   }
@@ -418,16 +432,10 @@ export class Uring {
   }
 
   /** Writes the SQE for `op` at the SQ's tail (published by the next flush). */
-  private writeSqe(slot: Slot, op: Op): void {
+  private writeEntry(slot: Slot, op: Op, addr: number, len: number): void {
     const q = this.sqes;
     const w = (this.sqTail & this.sq.mask) * SQE_WORDS;
     q.fill(0, w, w + SQE_WORDS);
-    let addr = op.addr;
-    let len = op.len;
-    if (op.iov !== undefined) {
-      addr = this.arena.addr + slot.iovAt;
-      len = this.fillIovecs(slot, op);
-    }
     // opcode, flags and ioprio (0) share the first word, little-endian.
     q[w] = op.opcode | (op.flags << 8);
     q[w + W(SQE.fields.fd)] = op.fd >>> 0;
@@ -443,7 +451,8 @@ export class Uring {
   /**
    * The slot's iovec array for what is left of `op`: buffers that follow each other in memory
    * become one iovec (guest pages that are adjacent in guest RAM are adjacent in the mapping).
-   * At most IOV_MAX; what does not fit is a short transfer, continued after the CQE.
+   * At most IOV_MAX; what does not fit is a short transfer, continued after the CQE. Sets the
+   * bytes the SQE carries (`sent`) and whether they are the last (`last`).
    */
   private fillIovecs(slot: Slot, op: Op): number {
     const iov = op.iov!;
@@ -454,7 +463,9 @@ export class Uring {
     let base = 0;
     let end = -1;
     let runLen = 0;
-    for (let i = op.at; i < iov.length; i++) {
+    let sent = 0;
+    let i = op.at;
+    for (; i < iov.length; i++) {
       const v = iov[i]!;
       const skip = i === op.at ? op.skip : 0;
       const len = v.byteLength - skip;
@@ -478,7 +489,10 @@ export class Uring {
         runLen = len;
       }
       end = addr + len;
+      sent += len;
     }
+    op.sent = sent;
+    op.last = i === iov.length;
     return n;
   }
 
@@ -574,26 +588,24 @@ export class Uring {
       if (this.stats.stray++ === 0) this.warn(`io_uring CQE for slot ${lo} generation ${hi} (res ${res}) names no operation in flight; further ones are counted`);
       return;
     }
-    if (op.iov !== undefined && res >= 0 && res < op.left) {
-      if (res === 0) return this.finish(slot, new BlockError('IO', `${op.what} at ${op.pos}: end of image`));
-      this.advance(op, res);
-      this.stats.resubmitted++;
-      return this.queue(slot);
-    }
     if (op.raw) return this.finish(slot, undefined, res);
     if (res < 0) {
       const cause = new sys.SysError(op.what, -res);
       return this.finish(slot, new BlockError('IO', `${op.what}${op.iov !== undefined ? ` at ${op.pos}` : ''}: ${cause.errnoName} (${-res})`, { cause }));
     }
-    if (op.iov !== undefined && res > op.left) return this.finish(slot, new BlockError('IO', `${op.what} at ${op.pos}: the kernel moved ${res} bytes of ${op.left}`));
-    this.finish(slot, undefined, res);
+    if (op.iov === undefined || (res === op.sent && op.last)) return this.finish(slot, undefined, res);
+    // A transfer that moved less than all of its buffers: continue with the rest.
+    if (res > op.sent) return this.finish(slot, new BlockError('IO', `${op.what} at ${op.pos}: the kernel moved ${res} bytes of ${op.sent}`));
+    if (res === 0) return this.finish(slot, new BlockError('IO', `${op.what} at ${op.pos}: end of image`));
+    this.advance(op, res);
+    this.stats.resubmitted++;
+    this.queue(slot);
   }
 
   /** `n` more bytes moved: skip them in the buffers. */
   private advance(op: Op, n: number): void {
     const iov = op.iov!;
     op.pos += n;
-    op.left -= n;
     let rest = n;
     while (rest > 0 && op.at < iov.length) {
       const here = iov[op.at]!.byteLength - op.skip;
