@@ -509,7 +509,7 @@ export class Uring {
         this.sqWaitAt = 0;
       }
       const pending = (this.sqTail - Atomics.load(this.sq.words, this.sq.head)) >>> 0;
-      // GUEST-INPUT-grade check on the kernel's head: it can never be ahead of our tail.
+      // The kernel's head can never pass our tail; a ring that says otherwise is broken, and so is this process.
       if (pending > this.sq.entries) throw new BlockError('IO', `io_uring SQ head ${Atomics.load(this.sq.words, this.sq.head)} is past tail ${this.sqTail}`);
       if (pending === 0) break;
       // Release: the SQEs written above before the tail that hands them to the kernel.
