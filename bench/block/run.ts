@@ -1,7 +1,8 @@
 // Block benchmark front end: one test-host run with a scratch disk, in which the guest's `fiobench`
 // scenario runs on the same raw image under QEMU/KVM (the peer) and under microhv (inside.ts), then a
 // table of the medians and the ratios microhv/QEMU, and the blackouts of the block domain's restarts.
-//   node dist/bench/block/run.js     (BLOCK_BENCH_N, BLOCK_BENCH_SECONDS, BLOCK_BENCH_BLACKOUT_S)
+//   node dist/bench/block/run.js     (BLOCK_BENCH_N, BLOCK_BENCH_SECONDS, BLOCK_BENCH_BLACKOUT_S,
+//                                     BLOCK_BENCH_THREADS=1: each job's busiest threads in round 1)
 import { loadavg } from 'node:os';
 import { buildTestHost } from '../../images/build.js';
 import { runInTestHost } from '../../testhost/testhost.js';
@@ -17,6 +18,7 @@ const seconds = env('BLOCK_BENCH_SECONDS', 8, 2);
 const blackoutS = env('BLOCK_BENCH_BLACKOUT_S', 20, 0);
 const qemuTimeoutS = env('BLOCK_BENCH_QEMU_TIMEOUT_S', 180, 30);
 const microhvTimeoutS = env('BLOCK_BENCH_MICROHV_TIMEOUT_S', 400, 30);
+const threads = env('BLOCK_BENCH_THREADS', 0, 0) > 0 ? 1 : 0;
 
 const image = buildTestHost((s) => console.error(s));
 const load0 = loadavg()[0]!;
@@ -25,7 +27,7 @@ let partial = '';
 const r = await runInTestHost({
   image,
   scratchMiB: 1024,
-  command: `node dist/bench/block/inside.js ${rounds} ${seconds} ${blackoutS} ${qemuTimeoutS} ${microhvTimeoutS}`,
+  command: `node dist/bench/block/inside.js ${rounds} ${seconds} ${blackoutS} ${qemuTimeoutS} ${microhvTimeoutS} ${threads}`,
   timeoutMs: (rounds * (qemuTimeoutS + microhvTimeoutS) + (blackoutS > 0 ? microhvTimeoutS : 0) + 240) * 1000,
   onOutput: (t) => {
     // Output arrives in arbitrary chunks; only whole lines are looked at.

@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { ID_BYTES } from './config.js';
 
-export const USAGE = 'usage: main.js --image PATH --slot N [--readonly] [--direct] [--queues N] [--queue-size N] [--serial TEXT]';
+export const USAGE = 'usage: main.js --image PATH --slot N [--readonly] [--direct] [--no-uring] [--queues N] [--queue-size N] [--serial TEXT]';
 
 export interface Args {
   readonly image: string;
@@ -12,6 +12,8 @@ export interface Args {
   readonly slot: number;
   readonly readOnly: boolean;
   readonly direct: boolean;
+  /** Serve the image through the domain's io_uring (the default), or with --no-uring through libuv's thread pool. */
+  readonly uring: boolean;
   readonly queues: number;
   readonly queueSize: number;
   readonly serial: string;
@@ -36,6 +38,7 @@ export function parseArgs(argv: readonly string[]): Args | 'help' {
   let serial: string | undefined;
   let readOnly = false;
   let direct = false;
+  let uring = true;
   let queues = 1;
   let queueSize = 256;
   if (argv.includes('--help') || argv.includes('-h')) return 'help';
@@ -47,6 +50,10 @@ export function parseArgs(argv: readonly string[]): Args | 'help' {
     }
     if (flag === '--direct') {
       direct = true;
+      continue;
+    }
+    if (flag === '--no-uring') {
+      uring = false;
       continue;
     }
     const value = argv[++i];
@@ -71,5 +78,5 @@ export function parseArgs(argv: readonly string[]): Args | 'help' {
   }
   if (image === undefined) throw new DomainProcessError('USAGE', `--image is required; ${USAGE}`);
   if (slot === undefined) throw new DomainProcessError('USAGE', `--slot is required; ${USAGE}`);
-  return { image, slot, readOnly, direct, queues, queueSize, serial: serial ?? serialFromImage(image) };
+  return { image, slot, readOnly, direct, uring, queues, queueSize, serial: serial ?? serialFromImage(image) };
 }

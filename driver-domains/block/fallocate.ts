@@ -33,7 +33,11 @@ export function fallocate(fd: number, mode: number, offset: number, length: numb
   });
 }
 
-/** The file system lacks the mode: fall back rather than fail the request. */
+/**
+ * The file system lacks the mode: fall back rather than fail the request. The errno is the
+ * SysError's, here or as the cause of the BlockError an io_uring completion becomes.
+ */
 export function unsupported(err: unknown): boolean {
-  return err instanceof SysError && (err.errno === EOPNOTSUPP || err.errno === ENOSYS);
+  const e = err instanceof Error && !(err instanceof SysError) ? err.cause : err;
+  return e instanceof SysError && (e.errno === EOPNOTSUPP || e.errno === ENOSYS);
 }

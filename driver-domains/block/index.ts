@@ -5,7 +5,7 @@
 // The seams (what the process must build; see README.md):
 //   memory      GuestMemory over the regions of MapGuestMemoryReply, each memfd mapped shared
 //   region      the state region (GetStateRegion), mapped shared; stateBytes() says how big
-//   backend     FileBackend.open(image, { readOnly, direct })
+//   backend     UringBackend.open(image, { readOnly, direct, watch }), or FileBackend.open(image, { readOnly, direct })
 //   interrupts  InterruptSink: MSI-X vector -> irqfd write, INTx level -> the device's line
 // and what it gets back:
 //   transport.read/write(offset, size)   every ioreq on the BAR (offsets within BAR_SIZE)
@@ -24,7 +24,7 @@ import { BlockError } from './errors.js';
 import type { FaultHook } from './inflight.js';
 import { BlockState, stateBytes } from './persist.js';
 
-export { FileBackend } from './backend.js';
+export { FileBackend, UringBackend } from './backend.js';
 export type { BlockBackend } from './backend.js';
 export { stateBytes } from './persist.js';
 

@@ -2,20 +2,23 @@
 // spawned, supervised and restarted by microhv.
 //
 //   node dist/driver-domains/block/main.js --image PATH --slot N [--readonly] [--direct]
-//        [--queues N] [--queue-size N] [--serial TEXT]
+//        [--no-uring] [--queues N] [--queue-size N] [--serial TEXT]
 //
 // fd 3 is the control socket (control.proto). microhv says Hello (ROLE_BLOCK, one guest); the
 // domain answers, then asks for what it serves the disk with, in this order:
 //   GetStateRegion        the applied log and the device's registers, cursors and inflight
 //                         slots (region.ts, persist.ts); a successor resumes from them
 //   MapGuestMemory        the guest's RAM, each memfd mapped shared
-//   (the image)           opened with FileBackend
+//   (the image)           opened with UringBackend: the domain's own io_uring, restricted to
+//                         the image, its completion eventfd on the reactor; FileBackend (libuv's
+//                         thread pool) with --no-uring or when the kernel refuses a ring
 //   GetMsixEventfds       one eventfd per MSI-X vector of its PCI function (`--slot`): a
 //                         resuming device interrupts at once, so these come before it starts
 //   RegisterIoreqRange    its BAR as MMIO [0, BAR_SIZE): ioreqs carry offsets in the BAR
 //   BindIoeventfd         one doorbell per queue, at its notify offset in the BAR
-// then installs the sealed seccomp filter and serves: ioreqs through the IoreqServer (the
-// applied log answers a replayed slot), doorbells through transport.notify(q).
+// then installs the sealed seccomp filter (with io_uring_enter on its own ring the only io_uring
+// call left) and serves: ioreqs through the IoreqServer (the applied log answers a replayed slot),
+// doorbells through transport.notify(q).
 import * as sys from '../../microhv/sys/index.js';
 import { adoptControl, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
@@ -31,18 +34,22 @@ import {
   CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, requestReply, takeFd,
 } from '../runtime/process-common.js';
 import { DomainProcessError } from '../runtime/process-errors.js';
-import { installFilter, sealedRules } from '../runtime/seccomp.js';
+import { installFilter, sealedRules, uringRules } from '../runtime/seccomp.js';
 import type { InterruptSink } from '../virtio/device.js';
 import { GuestMemory, type GuestRegion } from '../virtio/memory.js';
 import { BAR_SIZE } from '../virtio/pci.js';
 import { USAGE, parseArgs, type Args } from './args.js';
 import { BlockError } from './errors.js';
-import { FileBackend, createBlockDomain, type BlockDomain } from './index.js';
+import { FileBackend, UringBackend, createBlockDomain, type BlockBackend, type BlockDomain } from './index.js';
 import { BLOCK_REGION_BASE, RegionAppliedLog, regionBytes } from './region.js';
 import { ensureThreadpool } from './threadpool.js';
 
 const PROTOCOL_VERSION = 1;
-/** libuv pool threads: concurrent preadv/pwritev/fdatasync calls (one more holds the reactor's epoll_wait). */
+/**
+ * libuv pool threads: with FileBackend, concurrent preadv/pwritev/fdatasync calls (one more holds
+ * the reactor's epoll_wait). With io_uring the pool only holds that wait; the size is kept so the
+ * fallback keeps its concurrency.
+ */
 const THREADPOOL_SIZE = 16;
 const PAGE = 4096;
 /** sys.mmap maps at most this much at once (koffi's view limit); microhv splits larger RAM. */
@@ -123,6 +130,8 @@ class BlockProcess {
   private resourcesReady = false;
   private readonly waitKeys: Array<{ key: number; fd: number }> = [];
   private badIoreqs = 0;
+  /** The ring's fd when the image is served through io_uring: the one the sealed filter leaves io_uring_enter to. */
+  private ringFd: number | undefined;
 
   constructor(private readonly args: Args) {
     this.reactor.onHandlerError = (e) => this.fatal(e);
@@ -176,12 +185,7 @@ class BlockProcess {
     const options = { numQueues: a.queues, queueSize: a.queueSize, readOnly: a.readOnly, serial: a.serial };
     const region = await this.stateRegion(regionBytes(options));
     const memory = await this.guestMemory(guest);
-    let backend: FileBackend;
-    try {
-      backend = await FileBackend.open(a.image, { readOnly: a.readOnly, direct: a.direct });
-    } catch (e) {
-      throw new DomainProcessError('IMAGE', a.image, { cause: e });
-    }
+    const backend = await this.image();
     const msix = await this.msixEventfds(guest, a.queues + 1);
     this.sink = new MsixSink(msix, (text) => this.warn(text));
 
@@ -197,7 +201,7 @@ class BlockProcess {
       throw new DomainProcessError('IMAGE', a.image, { cause: e });
     }
     this.block = block;
-    this.info(`${a.image} (${block.limits.capacity} sectors, ${a.queues} queue(s) of ${a.queueSize}${a.readOnly ? ', read-only' : ''}${a.direct ? ', O_DIRECT' : ''}) generation ${this.generation}: ${block.fresh ? 'fresh device' : `resumed device, status 0x${block.transport.status().toString(16)}`}${region.fresh === block.fresh ? '' : ` (microhv said the region was ${region.fresh ? '' : 'not '}fresh)`}`);
+    this.info(`${a.image} (${block.limits.capacity} sectors, ${a.queues} queue(s) of ${a.queueSize}${a.readOnly ? ', read-only' : ''}${a.direct ? ', O_DIRECT' : ''}, ${this.ringFd !== undefined ? 'io_uring' : 'thread pool'}) generation ${this.generation}: ${block.fresh ? 'fresh device' : `resumed device, status 0x${block.transport.status().toString(16)}`}${region.fresh === block.fresh ? '' : ` (microhv said the region was ${region.fresh ? '' : 'not '}fresh)`}`);
 
     const reply = await this.request({ case: 'registerIoreqRange', value: { guestId: guest, space: AddressSpace.ADDRESS_SPACE_MMIO, start: 0n, length: BigInt(BAR_SIZE), bufferedWrites: false } }, 'ioreqRangeReply');
     if (reply.body.case !== 'ioreqRangeReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
@@ -217,14 +221,45 @@ class BlockProcess {
     }
 
     this.resourcesReady = true;
-    // Every fd this domain will use is open (the image included): from here on it makes no new file, path or socket.
+    // Every fd this domain will use is open (the image and its ring included): from here on it
+    // makes no new file, path, socket or ring.
     try {
-      installFilter(sealedRules());
+      installFilter([...sealedRules(), ...uringRules(this.ringFd)]);
     } catch (e) {
       throw new DomainProcessError('SANDBOX', 'sealed seccomp filter', { cause: e });
     }
     // Sleep (Wake starts serving then) or Shutdown may have arrived meanwhile.
     if (this.phase === 'starting') this.startServing();
+  }
+
+  /**
+   * The image through the domain's io_uring (its eventfd on the reactor), made before the sealed
+   * filter; through libuv's thread pool with --no-uring, or when the kernel refuses a ring
+   * (ENOSYS, EPERM: said once here).
+   */
+  private async image(): Promise<BlockBackend> {
+    const a = this.args;
+    const o = { readOnly: a.readOnly, direct: a.direct };
+    try {
+      if (a.uring) {
+        try {
+          const watch = (fd: number, ready: () => void): (() => void) => {
+            const key = this.reactor.add(fd, sys.consts.EPOLLIN, ready);
+            return () => this.reactor.remove(key, fd);
+          };
+          const b = await UringBackend.open(a.image, { ...o, watch, ring: { warn: (text) => this.warn(text) } });
+          this.ringFd = b.ring.fd;
+          return b;
+        } catch (e) {
+          // An image that cannot be opened is a BlockError and fatal below; a ring the kernel refuses is not.
+          if (!(e instanceof sys.SysError)) throw e;
+          this.warn(`no io_uring (${e.message}): the image is served through libuv's thread pool`);
+        }
+      }
+      return await FileBackend.open(a.image, o);
+    } catch (e) {
+      throw new DomainProcessError('IMAGE', a.image, { cause: e });
+    }
   }
 
   /** GetStateRegion, mapped shared; it must hold the applied log and this disk's layout. */
@@ -455,7 +490,8 @@ function main(): void {
   }
   // Before the start filter (which refuses execve) and before any work: may exec this program again.
   const pool = ensureThreadpool(THREADPOOL_SIZE, CONTROL_FD);
-  const seccomp = installStartFilter('block');
+  // io_uring stays allowed until the sealed filter, which leaves only io_uring_enter on the domain's own ring.
+  const seccomp = installStartFilter('block', { ioUring: args.uring });
   const domain = new BlockProcess(args);
   process.on('uncaughtException', (e) => domain.fatal(e));
   process.on('unhandledRejection', (e) => domain.fatal(e));

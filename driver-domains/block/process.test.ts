@@ -4,7 +4,7 @@
 // ioeventfds would, kill -9 with requests in flight and a successor on the same fds, and
 // hostile start-ups. Needs the build (npx tsc -p .); no KVM, no privileges.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -296,10 +296,14 @@ async function withMicrohv(mh: FakeMicrohv, body: () => Promise<void>): Promise<
   }
 }
 
-describe('block domain process', () => {
+// Every test runs with the image on the domain's io_uring (the default) and on libuv's pool (--no-uring).
+describe.each([
+  { mode: 'io_uring', extra: [] as string[] },
+  { mode: 'thread pool', extra: ['--no-uring'] },
+])('block domain process ($mode)', ({ mode, extra }) => {
   test('guest_sets_up_the_device_through_the_bar_and_a_write_then_read_reach_the_image', async () => {
     const path = image('a.img');
-    const mh = new FakeMicrohv(['--image', path, '--slot', String(SLOT)]);
+    const mh = new FakeMicrohv(['--image', path, '--slot', String(SLOT), ...extra]);
     const inst = await mh.start();
     await withMicrohv(mh, async () => {
       const guest = new Guest(mh);
@@ -346,6 +350,11 @@ describe('block domain process', () => {
         const pid = inst.child.pid!;
         expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('UV_THREADPOOL_SIZE=16');
         expect(inst.stderr).not.toMatch(/thread pool left at its default/);
+        // The image went through the ring (one io_uring fd, the domain's) or through the pool (none).
+        const rings = readdirSync(`/proc/${pid}/fd`).filter((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[io_uring]'; } catch { return false; } });
+        expect(rings).toHaveLength(mode === 'io_uring' ? 1 : 0);
+        expect(inst.stderr).toContain(`, ${mode}) generation 1`);
+        expect(inst.stderr).not.toMatch(/no io_uring/);
       } finally {
         await mh.kill(inst);
       }
@@ -353,7 +362,7 @@ describe('block domain process', () => {
   });
 
   test('platform_reset_resets_the_device_as_a_status_0_write_and_is_acknowledged', async () => {
-    const mh = new FakeMicrohv(['--image', image('r.img'), '--slot', String(SLOT)]);
+    const mh = new FakeMicrohv(['--image', image('r.img'), '--slot', String(SLOT), ...extra]);
     const inst = await mh.start();
     await withMicrohv(mh, async () => {
       const guest = new Guest(mh);
@@ -376,7 +385,7 @@ describe('block domain process', () => {
 
   test('kill_9_with_requests_in_flight_then_a_successor_completes_each_exactly_once_with_the_data', async () => {
     const path = image('k.img');
-    const mh = new FakeMicrohv(['--image', path, '--slot', String(SLOT)]);
+    const mh = new FakeMicrohv(['--image', path, '--slot', String(SLOT), ...extra]);
     let inst = await mh.start();
     await withMicrohv(mh, async () => {
       const guest = new Guest(mh);
@@ -434,7 +443,7 @@ describe('block domain process', () => {
   });
 
   test('successor_answers_an_ioreq_its_predecessor_applied_from_the_applied_log_without_applying_it_again', async () => {
-    const mh = new FakeMicrohv(['--image', image('l.img'), '--slot', String(SLOT)]);
+    const mh = new FakeMicrohv(['--image', image('l.img'), '--slot', String(SLOT), ...extra]);
     let inst = await mh.start();
     await withMicrohv(mh, async () => {
       const guest = new Guest(mh);

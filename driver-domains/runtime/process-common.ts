@@ -9,7 +9,7 @@ import { ErrorCode, type EnvelopeBody, type EnvelopeBodyCase, type IoreqRangeRep
 import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
 import { closeInheritedFds } from './fds.js';
 import { DomainProcessError } from './process-errors.js';
-import { installFilter, startRules } from './seccomp.js';
+import { installFilter, startRules, type StartOptions } from './seccomp.js';
 
 /** fd 3 of every domain process: its control socket to microhv. */
 export const CONTROL_FD = 3;
@@ -93,11 +93,11 @@ export function endpointFds(f: Frame, r: IoreqRangeReply): IoreqEndpointFds {
 /**
  * Before any request is served: the calls no domain makes are refused for every thread
  * (seccomp.ts). A kernel without seccomp is reported, not fatal (DESIGN.md 5: where practical).
- * `label` starts the exit line (`stub-domain`, `block`).
+ * `label` starts the exit line (`stub-domain`, `block`); `o` what START leaves to the domain.
  */
-export function installStartFilter(label: string): boolean {
+export function installStartFilter(label: string, o: StartOptions = {}): boolean {
   try {
-    return installFilter(startRules(process.pid));
+    return installFilter(startRules(process.pid, o));
   } catch (e) {
     process.stderr.write(`${label}[${process.pid}]: exiting (3): SANDBOX: start seccomp filter: ${e instanceof Error ? e.message : String(e)}\n`);
     process.exit(3);

@@ -1,5 +1,8 @@
 import { describe, expect, test } from 'vitest';
-import { AUDIT_ARCH_X86_64, NR, SEALED_DENIED, SECCOMP_RET, START_DENIED, X32_SYSCALL_BIT, compile, sealedRules, startRules, type Rule, type SyscallName } from './seccomp.js';
+import {
+  AUDIT_ARCH_X86_64, NR, SEALED_DENIED, SECCOMP_RET, START_DENIED, URING_CALLS, X32_SYSCALL_BIT, compile, sealedRules, startRules, uringRules,
+  type Rule, type SyscallName,
+} from './seccomp.js';
 import { runSeccomp } from './testing.js';
 
 const PID = 4242;
@@ -77,6 +80,41 @@ describe('seccomp start filter', () => {
     // The kernel reads kill's pid as an int: high bits in the register do not make it another pid.
     expect(call(start, 'kill', (0xdead_beefn << 32n) | BigInt(PID), 0n)).toBe(SECCOMP_RET.ALLOW);
     expect(call(start, 'kill', (BigInt(PID) << 32n) | 1n, 0n)).toBe(EPERM);
+  });
+});
+
+describe('seccomp io_uring rules', () => {
+  const RING = 9;
+  const IORING_ENTER_GETEVENTS = 1n;
+  const IORING_ENTER_REGISTERED_RING = 16n;
+
+  test('the_start_filter_refuses_io_uring_unless_the_domain_asks_for_it', () => {
+    const withUring = compile(startRules(PID, { ioUring: true }), { kind: 'allow' });
+    expect(URING_CALLS.map((n) => call(start, n))).toEqual([EPERM, EPERM, EPERM]);
+    expect(URING_CALLS.map((n) => call(withUring, n))).toEqual(URING_CALLS.map(() => SECCOMP_RET.ALLOW));
+    // Everything else stays as it was.
+    expect(START_DENIED.filter((n) => !(URING_CALLS as readonly SyscallName[]).includes(n) && call(withUring, n) !== EPERM)).toEqual([]);
+  });
+
+  test('sealed_keeps_only_io_uring_enter_on_the_domains_own_ring', () => {
+    const p = compile([...sealedRules(), ...uringRules(RING)], { kind: 'allow' });
+    expect(call(p, 'io_uring_enter', BigInt(RING), 4n, 0n, 0n)).toBe(SECCOMP_RET.ALLOW);
+    expect(call(p, 'io_uring_enter', BigInt(RING), 0n, 0n, IORING_ENTER_GETEVENTS)).toBe(SECCOMP_RET.ALLOW);
+    expect(call(p, 'io_uring_enter', BigInt(RING + 1), 4n, 0n, 0n)).toBe(EPERM); // another ring
+    expect(call(p, 'io_uring_enter', BigInt(RING), 4n, 0n, IORING_ENTER_REGISTERED_RING)).toBe(EPERM); // fd read as a registered-ring index
+    expect(call(p, 'io_uring_setup', 8n, 0n)).toBe(EPERM);
+    expect(call(p, 'io_uring_register', BigInt(RING), 2n, 0n, 1n)).toBe(EPERM);
+    expect(call(p, 'openat')).toBe(EPERM);
+  });
+
+  test('sealed_without_a_ring_refuses_every_io_uring_call', () => {
+    const p = compile([...sealedRules(), ...uringRules(undefined)], { kind: 'allow' });
+    expect(URING_CALLS.map((n) => call(p, n, BigInt(RING)))).toEqual([EPERM, EPERM, EPERM]);
+  });
+
+  test('other_domains_sealed_filter_has_no_io_uring_rule_of_its_own', () => {
+    // Their START refuses io_uring for good; SEALED is unchanged for them.
+    expect(sealedRules().some((r) => (URING_CALLS as readonly SyscallName[]).includes(r.name))).toBe(false);
   });
 });
 

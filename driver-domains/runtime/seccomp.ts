@@ -8,6 +8,15 @@
 //   - SEALED, added once the domain holds every fd it will use: no new files, paths or
 //     sockets. What a domain does after that goes through fds microhv gave it.
 // Filters stack (the kernel runs every one, the strictest answer wins), so SEALED only narrows.
+//
+// io_uring is the one hole a filter cannot close: the operations of its SQEs (openat, connect,
+// ...) run in the kernel without a system call of their own, so seccomp never sees them. Every
+// domain but block is refused io_uring from the start. The block domain, unless --no-uring, may
+// make one ring before it seals (START allows the three calls for it), and that ring is
+// harmless by construction (../block/uring.ts): its only file is the image, its restrictions
+// allow read, write, fsync and fallocate SQEs on that fixed file and nothing else, and no
+// register opcode once enabled. SEALED then keeps only io_uring_enter on that ring's fd
+// (uringRules): no new ring, no registration, no other ring (libuv's, should it have made one).
 // The program is classic BPF over struct seccomp_data, written from the kernel's
 // Documentation/userspace-api/seccomp_filter.rst and linux/filter.h, linux/seccomp.h.
 import * as sys from '../../microhv/sys/index.js';
@@ -170,6 +179,10 @@ const CLONE_THREAD = 0x0001_0000;
 const TIOCSTI = 0x5412;
 const TIOCLINUX = 0x541c;
 
+export const URING_CALLS = ['io_uring_setup', 'io_uring_enter', 'io_uring_register'] as const satisfies readonly SyscallName[];
+// linux/io_uring.h: io_uring_enter's fd argument is an index into the ring fds registered with the ring.
+const IORING_ENTER_REGISTERED_RING = 1 << 4;
+
 /** Calls that reach beyond the process, and that no domain makes. */
 export const START_DENIED: readonly SyscallName[] = [
   // Other processes: their memory, their fds, their state.
@@ -187,14 +200,20 @@ export const START_DENIED: readonly SyscallName[] = [
   // Other programs: a domain never runs one, and a forked copy of Node would outlive no purpose.
   'execve', 'execveat', 'fork', 'vfork',
   // io_uring runs file and socket operations this filter would not see (libuv falls back without it).
-  'io_uring_setup', 'io_uring_enter', 'io_uring_register',
+  ...URING_CALLS,
 ];
 
+export interface StartOptions {
+  /** Leave io_uring to the domain until it seals (the block domain's own, restricted ring). */
+  readonly ioUring?: boolean;
+}
+
 /** START: `pid` is the domain's own pid (as its PID namespace numbers it); signals go only there. */
-export function startRules(pid: number): Rule[] {
+export function startRules(pid: number, o: StartOptions = {}): Rule[] {
   const ownPid = (name: SyscallName): Rule => ({ name, action: deny, when: { arg: 0, op: 'ne', value: pid } });
+  const denied = o.ioUring === true ? START_DENIED.filter((name) => !(URING_CALLS as readonly SyscallName[]).includes(name)) : START_DENIED;
   return [
-    ...START_DENIED.map((name): Rule => ({ name, action: deny })),
+    ...denied.map((name): Rule => ({ name, action: deny })),
     { name: 'clone', action: deny, when: { arg: 0, op: 'anyBit', value: CLONE_NEW_ANY } },
     // Threads only: a clone without CLONE_THREAD is a fork.
     { name: 'clone', action: deny, when: { arg: 0, op: 'noBit', value: CLONE_THREAD } },
@@ -216,6 +235,20 @@ export const SEALED_DENIED: readonly SyscallName[] = [
 
 export function sealedRules(): Rule[] {
   return SEALED_DENIED.map((name): Rule => ({ name, action: deny }));
+}
+
+/**
+ * SEALED's io_uring rules for a domain whose START allowed it: io_uring_enter on `ring` (its
+ * fd, by number: never a registered-ring index) and nothing else; `ring` undefined, no io_uring.
+ */
+export function uringRules(ring: number | undefined): Rule[] {
+  const none: Rule[] = [{ name: 'io_uring_setup', action: deny }, { name: 'io_uring_register', action: deny }];
+  if (ring === undefined) return [...none, { name: 'io_uring_enter', action: deny }];
+  return [
+    ...none,
+    { name: 'io_uring_enter', action: deny, when: { arg: 0, op: 'ne', value: ring } },
+    { name: 'io_uring_enter', action: deny, when: { arg: 3, op: 'anyBit', value: IORING_ENTER_REGISTERED_RING } },
+  ];
 }
 
 /**

@@ -61,6 +61,7 @@ const EINTR = 4;
 const EAGAIN = 11;
 const ENAMETOOLONG = 36;
 const EINVAL = 22;
+const EFAULT = 14;
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
 function check(syscall: string, r: number | bigint): number {
@@ -106,14 +107,34 @@ export interface Mapping {
 // Larger guest RAM is mapped as several regions.
 const MAX_MAPPING = 2 ** 32;
 
+// Each live mapping's base address, by its buffer: what addressOf reads. x86-64 user addresses
+// are below 2^47, so a number holds them exactly (and costs no BigInt on a hot path).
+const mappedAt = new WeakMap<ArrayBufferLike, number>();
+
 export function mmap(length: number, prot: number, flags: number, fd: number, offset: number | bigint): Mapping {
   if (!Number.isInteger(length) || length <= 0 || length > MAX_MAPPING) throw argError('mmap', EINVAL, `length ${length} outside 1..${MAX_MAPPING}`);
   const addr = c.mmap(null, length, prot, flags, fd, BigInt(offset)) as bigint;
   if (addr === MAP_FAILED) throw new SysError('mmap', koffi.errno());
-  return { addr, length, buffer: koffi.view(addr, length) };
+  const m = { addr, length, buffer: koffi.view(addr, length) };
+  mappedAt.set(m.buffer, Number(addr));
+  return m;
 }
 
-export function munmap(m: Mapping): void { check('munmap', c.munmap(m.addr, m.length)); }
+export function munmap(m: Mapping): void {
+  check('munmap', c.munmap(m.addr, m.length));
+  mappedAt.delete(m.buffer);
+}
+
+/**
+ * The native address of `view`'s first byte, for the kernel to reach it outside a call (an
+ * io_uring iovec). Only memory from mmap above has one that stays put; a JavaScript buffer may
+ * move, so it is refused (EFAULT).
+ */
+export function addressOf(view: ArrayBufferView): number {
+  const base = mappedAt.get(view.buffer);
+  if (base === undefined) throw argError('addressOf', EFAULT, 'the buffer is not over a mapping made by sys.mmap');
+  return base + view.byteOffset;
+}
 /** Advice on a whole mapping (e.g. MADV_HUGEPAGE for guest RAM). */
 export function madvise(m: Mapping, advice: number): void { check('madvise', c.madvise(m.addr, m.length, advice)); }
 

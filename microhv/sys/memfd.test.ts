@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SysError, addSeals, close, consts, ftruncate, getSeals, memfdCreate, mmap, munmap } from './index.js';
+import { SysError, addSeals, addressOf, close, consts, ftruncate, getSeals, memfdCreate, mmap, munmap } from './index.js';
 
 const { PROT_READ, PROT_WRITE, MAP_SHARED, MFD_CLOEXEC, MFD_ALLOW_SEALING } = consts;
 
@@ -65,5 +65,17 @@ describe('memfd', () => {
   it('reports_mmap_failure_as_sys_error', () => {
     // Act / Assert
     expect(() => mmap(4096, PROT_READ, MAP_SHARED, -1, 0)).toThrow(expect.objectContaining({ syscall: 'mmap', errnoName: 'EBADF' }));
+  });
+
+  it('gives_the_native_address_of_a_view_over_a_mapping_and_refuses_other_buffers', () => {
+    // Arrange
+    const m = mmap(8192, PROT_READ | PROT_WRITE, consts.MAP_PRIVATE | consts.MAP_ANONYMOUS, -1, 0);
+    const view = new Uint8Array(m.buffer).subarray(4096 + 12, 4096 + 20);
+    // Act / Assert
+    expect(addressOf(view)).toBe(Number(m.addr) + 4096 + 12);
+    expect(() => addressOf(new Uint8Array(64))).toThrow(expect.objectContaining({ syscall: 'addressOf', errnoName: 'EFAULT' }));
+    munmap(m);
+    // An unmapped buffer has no address any more.
+    expect(() => addressOf(view)).toThrow(expect.objectContaining({ errnoName: 'EFAULT' }));
   });
 });
