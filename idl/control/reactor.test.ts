@@ -74,21 +74,6 @@ describe('Reactor', () => {
     expect(seen).toBe(1);
   });
 
-  it('a_handler_never_runs_inside_add_even_when_its_fd_is_ready', async () => {
-    const r = (reactor = new Reactor());
-    const fd = efd();
-    sys.eventfdWrite(fd, 1n);
-    let inside = true;
-    let ranInside = false;
-    let seen = 0;
-    r.add(fd, sys.consts.EPOLLIN, () => { sys.eventfdTryRead(fd); ranInside ||= inside; seen++; });
-    inside = false;
-    const start = Date.now();
-    while (seen === 0 && Date.now() - start < 3000) await new Promise((resolve) => setTimeout(resolve, 2));
-    expect(seen).toBe(1);
-    expect(ranInside).toBe(false);
-  });
-
   it('stop_ends_a_pooled_wait_and_no_handler_runs_after_it', async () => {
     const r = new Reactor();
     const fd = efd();

@@ -77,11 +77,6 @@ export class Reactor {
 
   private async run(): Promise<void> {
     while (!this.stopping) {
-      // Once around the event loop before each look: what the last handlers started (timers,
-      // promises, Node's own sockets and files) runs first, so this loop starves nothing, and no
-      // handler ever runs inside add() (the caller may not have stored what add() returned).
-      await new Promise((resolve) => setImmediate(resolve));
-      if (this.stopping) return;
       let events: sys.EpollEvent[];
       try {
         events = sys.epollWait(this.epfd, MAX_EVENTS, 0);
@@ -98,6 +93,9 @@ export class Reactor {
       }
       this.dispatch(events);
       this.rounds++;
+      // Once around the event loop: what the handlers started (timers, promises, Node's own
+      // sockets and files) runs before this loop looks again, so it starves nothing.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
