@@ -1,11 +1,7 @@
 // A small epoll reactor for fds Node cannot watch itself (Unix sockets that
-// carry SCM_RIGHTS, eventfds). After each round of handlers it lets the event
-// loop run once (promise continuations, Node's own I/O), then looks again with
-// a non-blocking epoll_wait on this thread; only when nothing is ready does it
-// wait on koffi's worker pool, one wait at a time. A busy process (a backend
-// taking doorbells and completions back to back) so never pays the pool
-// thread's hand-off and wake-up per event. stop() wakes a pending wait through
-// an eventfd.
+// carry SCM_RIGHTS, eventfds). One epoll_wait runs at a time on koffi's
+// worker pool; when it returns, the handlers run on the event loop and the
+// next wait is issued. stop() wakes the pending wait through an eventfd.
 
 import * as sys from '../../microhv/sys/index.js';
 import { ControlError } from './errors.js';
@@ -13,7 +9,6 @@ import { ControlError } from './errors.js';
 export type ReadyHandler = (events: number) => void;
 
 const WAKE_KEY = 0;
-const MAX_EVENTS = 64;
 
 export class Reactor {
   private readonly epfd: number;
@@ -24,9 +19,6 @@ export class Reactor {
   private loop: Promise<void> | null = null;
   /** Handler exceptions caught so the loop keeps serving (a handler bug, never peer input). */
   handlerErrors = 0;
-  /** Rounds of handlers run so far, and how many of them waited on the worker pool. */
-  rounds = 0;
-  pooledWaits = 0;
   onHandlerError: (err: unknown) => void = () => {};
 
   constructor() {
@@ -79,11 +71,7 @@ export class Reactor {
     while (!this.stopping) {
       let events: sys.EpollEvent[];
       try {
-        events = sys.epollWait(this.epfd, MAX_EVENTS, 0);
-        if (events.length === 0) {
-          this.pooledWaits++;
-          events = await sys.epollWaitAsync(this.epfd, MAX_EVENTS, -1);
-        }
+        events = await sys.epollWaitAsync(this.epfd, 64, -1);
       } catch (e) {
         // epoll_wait on our own fd failing is not transient (EBADF, EINVAL):
         // stop rather than spin, and say why.
@@ -91,27 +79,19 @@ export class Reactor {
         this.onHandlerError(new ControlError('SYS', 'epoll_wait', { cause: e }));
         return;
       }
-      this.dispatch(events);
-      this.rounds++;
-      // Once around the event loop: what the handlers started (timers, promises, Node's own
-      // sockets and files) runs before this loop looks again, so it starves nothing.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-  }
-
-  private dispatch(events: readonly sys.EpollEvent[]): void {
-    for (const ev of events) {
-      if (ev.data === WAKE_KEY) {
-        this.drainWake();
-        continue;
-      }
-      const h = this.handlers.get(ev.data);
-      if (h === undefined) continue; // removed while the wait was in flight
-      try {
-        h(ev.events);
-      } catch (e) {
-        this.handlerErrors++;
-        this.onHandlerError(e);
+      for (const ev of events) {
+        if (ev.data === WAKE_KEY) {
+          this.drainWake();
+          continue;
+        }
+        const h = this.handlers.get(ev.data);
+        if (h === undefined) continue; // removed while the wait was in flight
+        try {
+          h(ev.events);
+        } catch (e) {
+          this.handlerErrors++;
+          this.onHandlerError(e);
+        }
       }
     }
   }
