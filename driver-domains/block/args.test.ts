@@ -5,7 +5,7 @@ import { parseArgs, serialFromImage } from './args.js';
 describe('block command line', () => {
   it('defaults_to_one_queue_of_256_and_a_serial_from_the_image_name', () => {
     expect(parseArgs(['--image', '/var/lib/disks/root.img', '--slot', '3'])).toEqual({
-      image: '/var/lib/disks/root.img', slot: 3, readOnly: false, direct: false, uring: true, queues: 1, queueSize: 256, serial: 'root.img',
+      image: '/var/lib/disks/root.img', slot: 3, readOnly: false, direct: false, uring: false, queues: 1, queueSize: 256, serial: 'root.img',
     });
   });
 
@@ -13,6 +13,11 @@ describe('block command line', () => {
     expect(parseArgs(['--image', 'd', '--slot', '31', '--readonly', '--direct', '--no-uring', '--queues', '4', '--queue-size', '128', '--serial', 'SN 1'])).toEqual({
       image: 'd', slot: 31, readOnly: true, direct: true, uring: false, queues: 4, queueSize: 128, serial: 'SN 1',
     });
+  });
+
+  it('takes_the_last_of_uring_and_no_uring', () => {
+    expect(parseArgs(['--image', 'd', '--slot', '1', '--uring'])).toMatchObject({ uring: true });
+    expect(parseArgs(['--image', 'd', '--slot', '1', '--uring', '--no-uring'])).toMatchObject({ uring: false });
   });
 
   it('answers_help', () => {

@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { ID_BYTES } from './config.js';
 
-export const USAGE = 'usage: main.js --image PATH --slot N [--readonly] [--direct] [--no-uring] [--queues N] [--queue-size N] [--serial TEXT]';
+export const USAGE = 'usage: main.js --image PATH --slot N [--readonly] [--direct] [--uring | --no-uring] [--queues N] [--queue-size N] [--serial TEXT]';
 
 export interface Args {
   readonly image: string;
@@ -12,7 +12,11 @@ export interface Args {
   readonly slot: number;
   readonly readOnly: boolean;
   readonly direct: boolean;
-  /** Serve the image through the domain's io_uring (the default), or with --no-uring through libuv's thread pool. */
+  /**
+   * Serve the image through the domain's io_uring (--uring), or through libuv's thread pool (the
+   * default, --no-uring): a guest's fio job was seen to stall for good on the io_uring path in the
+   * test host, so the ring stays opt-in until that is understood.
+   */
   readonly uring: boolean;
   readonly queues: number;
   readonly queueSize: number;
@@ -38,7 +42,7 @@ export function parseArgs(argv: readonly string[]): Args | 'help' {
   let serial: string | undefined;
   let readOnly = false;
   let direct = false;
-  let uring = true;
+  let uring = false;
   let queues = 1;
   let queueSize = 256;
   if (argv.includes('--help') || argv.includes('-h')) return 'help';
@@ -52,8 +56,8 @@ export function parseArgs(argv: readonly string[]): Args | 'help' {
       direct = true;
       continue;
     }
-    if (flag === '--no-uring') {
-      uring = false;
+    if (flag === '--uring' || flag === '--no-uring') {
+      uring = flag === '--uring';
       continue;
     }
     const value = argv[++i];

@@ -296,10 +296,10 @@ async function withMicrohv(mh: FakeMicrohv, body: () => Promise<void>): Promise<
   }
 }
 
-// Every test runs with the image on the domain's io_uring (the default) and on libuv's pool (--no-uring).
+// Every test runs with the image on the domain's io_uring (--uring) and on libuv's pool (the default).
 describe.each([
-  { mode: 'io_uring', extra: [] as string[] },
-  { mode: 'thread pool', extra: ['--no-uring'] },
+  { mode: 'io_uring', extra: ['--uring'] },
+  { mode: 'thread pool', extra: [] as string[] },
 ])('block domain process ($mode)', ({ mode, extra }) => {
   test('guest_sets_up_the_device_through_the_bar_and_a_write_then_read_reach_the_image', async () => {
     const path = image('a.img');
