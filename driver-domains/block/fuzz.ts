@@ -134,6 +134,9 @@ export async function runDevice(input: Uint8Array): Promise<void> {
       dq.pushHead(head);
       dq.forceKick();
     } else {
+      // The entries a jump exposes were never pushed: whatever heads the ring holds (zero where
+      // nothing was written) are the driver's to have made available.
+      for (const head of dq.availEntries()) made.add(head);
       dq.jumpAvail(u32(op, 1));
       dq.forceKick();
     }

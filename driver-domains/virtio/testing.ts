@@ -181,6 +181,12 @@ export class DriverQueue {
     this.outstanding.add(head);
   }
 
+  /** Every avail->ring[] entry as it is in memory (what an index that jumps exposes to the device). */
+  availEntries(): number[] {
+    const { mem, at } = this.mem.at(this.avail, VirtqAvailHeader.SIZE + 2 * this.size);
+    return Array.from({ length: this.size }, (_, i) => mem.dv.getUint16(at + VirtqAvailHeader.SIZE + 2 * i, true));
+  }
+
   /** Moves avail->idx by `n` without adding entries (hostile tests: an index that jumps). */
   jumpAvail(n: number): void {
     this.availIdx = (this.availIdx + n) & 0xffff;
