@@ -127,14 +127,15 @@ export function munmap(m: Mapping): void {
 
 /**
  * The native address of `view`'s first byte, for the kernel to reach it outside a call (an
- * io_uring iovec). Only memory from mmap above has one that stays put; a JavaScript buffer may
- * move, so it is refused (EFAULT).
+ * io_uring iovec). Only memory from mmap above has one that stays put; a JavaScript buffer's
+ * memory is V8's to move or free, so it is refused (EFAULT).
  */
 export function addressOf(view: ArrayBufferView): number {
   const base = mappedAt.get(view.buffer);
   if (base === undefined) throw argError('addressOf', EFAULT, 'the buffer is not over a mapping made by sys.mmap');
   return base + view.byteOffset;
 }
+
 /** Advice on a whole mapping (e.g. MADV_HUGEPAGE for guest RAM). */
 export function madvise(m: Mapping, advice: number): void { check('madvise', c.madvise(m.addr, m.length, advice)); }
 
