@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, test } from 'vitest';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { runInTestHost } from '../testhost/testhost.js';
 import { microhvDiskArg, type GuestDisk } from '../testhost/peer.js';
+import { pciIntxGsi } from '../boot/layout.js';
 import { microhvRunCommand } from './support/microhv-run.js';
 
 let image: TestHostImage;
@@ -23,8 +24,8 @@ const FLUSH_IMAGE = '/scratch/blk-c.img';
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
  * guest's lines, microhv's count of injected kills per domain and its own last messages.
  */
-function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, faults = ''): string {
-  const cmdline = `console=ttyS0 quiet panic=-1 microhv.scenario=${scenario} microhv.args=${args}`;
+function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, faults = '', kernelArgs = ''): string {
+  const cmdline = `console=ttyS0 quiet panic=-1 ${kernelArgs}${kernelArgs ? ' ' : ''}microhv.scenario=${scenario} microhv.args=${args}`;
   return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; `
     + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${faults}`, 1, timeoutS)
     + `grep -a 'microhv-guest:' /tmp/console.log; `
@@ -72,6 +73,8 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
       command: `truncate -s ${IMAGE_MIB}M ${TMP_IMAGE} ${DIRECT_IMAGE} && truncate -s 64M ${FLUSH_IMAGE}; `
         + section('disk-rw', 'disk', 'write', { path: TMP_IMAGE }, 90)
         + section('disk-ro', 'disk', 'write', { path: TMP_IMAGE, readonly: true }, 90)
+        // A driver that leaves MSI-X off: the function's INTx pin, through the pci and ioapic domains.
+        + section('disk-intx', 'disk', 'write', { path: TMP_IMAGE }, 90, '', 'pci=nomsi')
         + section('verify', 'fioverify', '20,16', { path: DIRECT_IMAGE, direct: true }, 150)
         + section('flush', 'flushcheck', String(FLUSH_MIB), { path: FLUSH_IMAGE, direct: true }, 90)
         + `echo image-sha256=$(head -c ${FLUSH_MIB * 1048576} ${FLUSH_IMAGE} | sha256sum | cut -d' ' -f1)`,
@@ -91,6 +94,21 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
     expect(t).toContain('run-exit=0');
     expect(t).toContain(`microhv-guest: disk vda sectors=${(IMAGE_MIB << 20) / 512} ro=1`);
     expect(t).toMatch(/microhv-guest: disk write failed/);
+  });
+
+  test('with_msix_the_disk_interrupts_through_its_vectors', () => {
+    const t = out.get('disk-rw') ?? '';
+    expect(t).toMatch(/microhv-guest: disk irq \d+: [1-9]\d* PCI-MSIX-0000:00:01\.0 \S+ virtio0-/);
+    expect(t).not.toMatch(/disk irq .*IO-APIC/);
+  });
+
+  test('without_msix_the_disk_works_on_its_intx_line_through_the_io_apic', () => {
+    const t = out.get('disk-intx');
+    expect(t).toContain('run-exit=0');
+    expect(t).toContain('microhv-guest: disk write ok');
+    // One line, level-triggered on the slot's _PRT GSI, that has fired.
+    expect(t).toMatch(new RegExp(`microhv-guest: disk irq ${pciIntxGsi(1, 0)}: [1-9]\\d* IO-APIC ${pciIntxGsi(1, 0)}-fasteoi virtio0`));
+    expect(t).not.toMatch(/disk irq .*MSI/);
   });
 
   test('fioverify_20s_qd16_direct_passes_with_no_io_error', () => {

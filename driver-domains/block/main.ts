@@ -14,6 +14,8 @@
 //                         thread pool) with --no-uring or when the kernel refuses a ring
 //   GetMsixEventfds       one eventfd per MSI-X vector of its PCI function (`--slot`): a
 //                         resuming device interrupts at once, so these come before it starts
+//   GetIntxRequest        the function's INTx request page and eventfd (its pin, for a driver
+//                         without MSI-X; the pci domain decides whether and where it is driven)
 //   RegisterIoreqRange    its BAR as MMIO [0, BAR_SIZE): ioreqs carry offsets in the BAR
 //   BindIoeventfd         one doorbell per queue, at its notify offset in the BAR
 // then installs the sealed seccomp filter (with io_uring_enter on its own ring the only io_uring
@@ -31,7 +33,7 @@ import { IoreqServer, type IoreqHandler, type IoSpace } from '../../idl/ioreq/se
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import {
-  CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, requestReply, takeFd,
+  CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, mapPageAndEventfd, requestReply, takeFd,
 } from '../runtime/process-common.js';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { installFilter, sealedRules, uringRules } from '../runtime/seccomp.js';
@@ -89,15 +91,22 @@ const HANDLERS = {
   irqLinesReply: (d, f) => d.stray(f),
   ioeventfdReply: (d, f) => d.stray(f),
   msixEventfdsReply: (d, f) => d.stray(f),
+  intxRequestReply: (d, f) => d.stray(f),
 } satisfies Record<FromMicrohv, Handler>;
 
-/** MSI-X vectors go to microhv's eventfds (the pci domain routes them); there is no INTx line. */
-class MsixSink implements InterruptSink {
-  /** Vectors past the eventfds microhv gave, and INTx assertions: signals with nowhere to go. */
+/** The function's INTx request (control.proto, "INTx"): the word this domain writes and the eventfd that says so. */
+export interface IntxRequest { readonly word: Uint32Array; readonly changed: number }
+
+/**
+ * MSI-X vectors go to microhv's eventfds, the INTx request to its page (the pci domain routes
+ * both: a vector to its KVM route or pending bit, the pin to its GSI or nowhere).
+ */
+export class FunctionInterrupts implements InterruptSink {
+  /** Vectors past the eventfds microhv gave, and INTx assertions with no request page: signals with nowhere to go. */
   notDelivered = 0;
   private warned = false;
 
-  constructor(private readonly eventfds: readonly number[], private readonly warn: (text: string) => void) {}
+  constructor(private readonly eventfds: readonly number[], private readonly pin: IntxRequest | undefined, private readonly warn: (text: string) => void) {}
 
   msix(vector: number): void {
     const fd = this.eventfds[vector];
@@ -106,9 +115,17 @@ class MsixSink implements InterruptSink {
   }
 
   intx(level: boolean): void {
+    const pin = this.pin;
     // The transport states the line level at every start and reset (false); only an assertion
-    // is a signal lost. The function has no interrupt pin, so a driver without MSI-X polls.
-    if (level) this.drop('INTx (this function has no interrupt pin)');
+    // is a signal lost.
+    if (pin === undefined) {
+      if (level) this.drop('INTx (microhv gave no request page)');
+      return;
+    }
+    // The word is the request; the eventfd only says to look. An unchanged level (each interrupt
+    // while the ISR is already set) costs no wake-up.
+    const want = level ? 1 : 0;
+    if (Atomics.exchange(pin.word, 0, want) !== want) sys.eventfdWrite(pin.changed, 1n);
   }
 
   private drop(what: string): void {
@@ -126,7 +143,7 @@ class BlockProcess {
   private block: BlockDomain | undefined;
   private server: IoreqServer | undefined;
   private doorbells: number[] = [];
-  private sink: MsixSink | undefined;
+  private sink: FunctionInterrupts | undefined;
   private resourcesReady = false;
   private readonly waitKeys: Array<{ key: number; fd: number }> = [];
   private badIoreqs = 0;
@@ -187,7 +204,7 @@ class BlockProcess {
     const memory = await this.guestMemory(guest);
     const backend = await this.image();
     const msix = await this.msixEventfds(guest, a.queues + 1);
-    this.sink = new MsixSink(msix, (text) => this.warn(text));
+    this.sink = new FunctionInterrupts(msix, await this.intxRequest(guest), (text) => this.warn(text));
 
     let block: BlockDomain;
     try {
@@ -333,6 +350,21 @@ class BlockProcess {
     for (const fd of f.fds) if (!out.includes(fd)) closeFds([fd]);
     if (out.length < want) this.warn(`microhv gave ${out.length} MSI-X eventfds for ${want} vectors: signals on the others are counted, not sent`);
     return out;
+  }
+
+  /** GetIntxRequest for this function: its page mapped shared. A core that refuses it leaves INTx counted, not sent. */
+  private async intxRequest(guest: number): Promise<IntxRequest | undefined> {
+    let f: Frame;
+    try {
+      f = await this.request({ case: 'getIntxRequest', value: { guestId: guest, slot: this.args.slot } }, 'intxRequestReply');
+    } catch (e) {
+      if (!(e instanceof DomainProcessError) || e.code !== 'CONTROL') throw e;
+      this.warn(`no INTx request page (${e.message}): a driver without MSI-X gets no interrupt`);
+      return undefined;
+    }
+    if (f.body.case !== 'intxRequestReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+    const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, PAGE, sys.consts.PROT_READ | sys.consts.PROT_WRITE, 'INTx request');
+    return { word: new Uint32Array(buffer, 0, 1), changed };
   }
 
   /** Ioreqs on the BAR: microhv sends offsets from the BAR's base, wherever the pci domain placed it. */

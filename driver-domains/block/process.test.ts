@@ -76,6 +76,10 @@ class FakeMicrohv {
   readonly table = new EndpointTable();
   readonly doorbells: number[];
   readonly msix: number[];
+  /** The function's INTx request page (mapped here as the pci domain would) and its eventfd. */
+  readonly intxPage = sys.memfdCreate('test-intx', sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
+  readonly intxChanged = efd();
+  readonly intxWord: Uint32Array;
   /** Requests as they came, for checks on what the domain asked. */
   readonly ranges: RegisterIoreqRange[] = [];
   readonly binds: Array<{ addr: bigint; length: number; space: AddressSpace }> = [];
@@ -92,6 +96,8 @@ class FakeMicrohv {
     this.table.set(0, this.endpoint);
     this.doorbells = Array.from({ length: queues }, efd);
     this.msix = Array.from({ length: queues + 1 }, efd);
+    sys.ftruncate(this.intxPage, 4096);
+    this.intxWord = new Uint32Array(sys.mmap(4096, sys.consts.PROT_READ, sys.consts.MAP_SHARED, this.intxPage, 0).buffer, 0, 1);
   }
 
   /** `leak`: fds passed as 4, 5, ... (what a careless spawner would leak); `env`: added to the environment. */
@@ -150,6 +156,9 @@ class FakeMicrohv {
         this.msixAsks.push({ ...body.value });
         if (body.value.slot !== SLOT) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `slot ${body.value.slot} is not this backend's`);
         return c.reply(f, { case: 'msixEventfdsReply', value: { eventfds: this.msix.map((_, i) => ({ index: i })) } }, this.msix);
+      case 'getIntxRequest':
+        if (body.value.slot !== SLOT) return c.replyError(f, ErrorCode.ERROR_CODE_NOT_PERMITTED, `slot ${body.value.slot} is not this backend's`);
+        return c.reply(f, { case: 'intxRequestReply', value: { page: { index: 0 }, changed: { index: 1 } } }, [this.intxPage, this.intxChanged]);
       case 'registerIoreqRange': {
         this.ranges.push({ ...body.value });
         const e = this.endpoint;
@@ -226,8 +235,9 @@ class Guest {
     if (this.client.roundTrip(0, 'mmio', offset, dir, data) !== 'answered') throw new Error(`BAR ${dir} at 0x${offset.toString(16)}: no answer within 5 s`);
   }
 
-  init(queues = 1): void {
-    const r = this.driver.init(ALL_FEATURES, queues, { msix: true });
+  /** `msix` false: a driver that leaves MSI-X off (Linux with pci=nomsi), every vector NO_VECTOR, interrupts through INTx. */
+  init(queues = 1, msix = true): void {
+    const r = this.driver.init(ALL_FEATURES, queues, { msix });
     this.queues = r.queues;
   }
 
@@ -328,6 +338,7 @@ describe.each([
         // The completion was signalled on queue 0's vector (1), nothing on the config vector (0).
         await waitFor('the MSI-X eventfd of vector 1', () => sys.eventfdTryRead(mh.msix[1]!) > 0n);
         expect(sys.eventfdTryRead(mh.msix[0]!)).toBe(0n);
+        expect([mh.intxWord[0], sys.eventfdTryRead(mh.intxChanged)]).toEqual([0, 0n]);
         expect(firstDiff(readFileSync(path).subarray(16 * SECTOR, 24 * SECTOR), bytes)).toBe(-1);
 
         const r = guest.post(VIRTIO_BLK_T.IN, 16, bytes.byteLength);
@@ -355,6 +366,37 @@ describe.each([
         expect(rings).toHaveLength(mode === 'io_uring' ? 1 : 0);
         expect(inst.stderr).toContain(`, ${mode}) generation 1`);
         expect(inst.stderr).not.toMatch(/no io_uring/);
+      } finally {
+        await mh.kill(inst);
+      }
+    });
+  });
+
+  test('a_driver_without_msix_gets_its_completions_through_the_intx_request_which_the_isr_read_releases', async () => {
+    const mh = new FakeMicrohv(['--image', image('x.img'), '--slot', String(SLOT), ...extra]);
+    const inst = await mh.start();
+    await withMicrohv(mh, async () => {
+      const guest = new Guest(mh);
+      try {
+        guest.init(1, false);
+        expect(mh.intxWord[0]).toBe(0);
+        const bytes = pattern(8, 8, 3);
+        const w = guest.post(VIRTIO_BLK_T.OUT, 8, bytes.byteLength, bytes);
+        guest.queues[0]!.kick();
+        await waitFor('the INTx request', () => mh.intxWord[0] === 1);
+        expect(sys.eventfdTryRead(mh.intxChanged)).toBe(1n);
+        expect(guest.collect()).toEqual([w]);
+        // No vector was signalled, and reading the ISR (queue interrupt) releases the pin.
+        expect(mh.msix.map((fd) => sys.eventfdTryRead(fd))).toEqual([0n, 0n]);
+        expect(guest.driver.isr()).toBe(1);
+        expect(mh.intxWord[0]).toBe(0);
+        expect(sys.eventfdTryRead(mh.intxChanged)).toBe(1n);
+        expect(guest.driver.isr()).toBe(0);
+        // A second completion asserts it again.
+        guest.post(VIRTIO_BLK_T.IN, 8, bytes.byteLength);
+        guest.queues[0]!.kick();
+        await waitFor('the INTx request again', () => mh.intxWord[0] === 1);
+        expect(guest.anomalies).toEqual([]);
       } finally {
         await mh.kill(inst);
       }

@@ -17,14 +17,14 @@ import { adoptControl, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
 import {
-  AddressSpace, ENVELOPE_BODY_SENDER, ErrorCode, PlatformEventKind, Role,
+  AddressSpace, ENVELOPE_BODY_SENDER, ErrorCode, IntxRequestLayout, PlatformEventKind, Role,
   type EnvelopeBody, type EnvelopeBodyCase, type Hello,
 } from '../../idl/generated/control.js';
 import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_CONFIG_PORTS, PCI_ECAM } from '../../boot/layout.js';
 import { LogLevel, PlatformEvent, type IoapicExports, type PciExports, type StubExportsByKind, type StubKind } from './abi.js';
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
-import { CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, requestReply, takeFd } from './process-common.js';
+import { CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, mapPageAndEventfd, requestReply, takeFd } from './process-common.js';
 import { installFilter, sealedRules } from './seccomp.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
@@ -175,6 +175,7 @@ const HANDLERS = {
   irqLinesReply: (d, f) => d.stray(f),
   ioeventfdReply: (d, f) => d.stray(f),
   msixEventfdsReply: (d, f) => d.stray(f),
+  intxRequestReply: (d, f) => d.stray(f),
 } satisfies Record<FromMicrohv, Handler>;
 
 class Domain {
@@ -323,6 +324,7 @@ class Domain {
           }
           return refs as number[];
         },
+        intxRequest: (slot) => this.intxRequest(guest, slot),
         watch: (fd, onReadable) => {
           const key = this.reactor.add(fd, sys.consts.EPOLLIN, onReadable);
           return () => this.reactor.remove(key, fd);
@@ -428,27 +430,31 @@ class Domain {
     }
     if (f.body.case !== 'irqLinesReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
     const r = f.body.value;
-    const pageFd = f.fds[r.lines?.index ?? -1];
-    const changed = f.fds[r.changed?.index ?? -1];
-    if (pageFd === undefined || changed === undefined || pageFd === changed) {
-      closeFds(f.fds);
-      throw new DomainProcessError('PROTOCOL', 'irq lines reply without its page or changed eventfd');
-    }
     if (r.isSource !== LINE_SOURCE[kind] || r.sourceBit > 31) {
       closeFds(f.fds);
       throw new DomainProcessError('PROTOCOL', `irq lines: a ${kind} domain given ${r.isSource ? `source bit ${r.sourceBit}` : 'the reader side'}`);
     }
-    let lines: IrqLines;
-    try {
-      lines = new IrqLines(sys.mmap(LINES_PAGE_BYTES, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, pageFd, 0).buffer);
-    } catch (e) {
-      closeFds(f.fds);
-      throw new DomainProcessError('PROTOCOL', 'mmap of the irq lines page', { cause: e });
-    }
-    // The mapping keeps the page; the eventfd stays open for the process's life.
-    sys.close(pageFd);
+    const { buffer, changed } = mapPageAndEventfd(f, r.lines?.index, r.changed?.index, LINES_PAGE_BYTES, sys.consts.PROT_READ | sys.consts.PROT_WRITE, 'irq lines');
+    const lines = new IrqLines(buffer);
     this.lineFds = { lines, changed };
     if (r.isSource) this.lineSource = { lines, bit: r.sourceBit, changed };
+  }
+
+  /** GetIntxRequest: a backend's INTx request page, read-only here. Refused (an older core): the pin is never driven. */
+  private async intxRequest(guest: number, slot: number): Promise<{ word: Uint32Array; changed: number } | undefined> {
+    let f: Frame;
+    try {
+      f = await this.request({ case: 'getIntxRequest', value: { guestId: guest, slot } }, 'intxRequestReply');
+    } catch (e) {
+      if (e instanceof DomainProcessError && e.code === 'CONTROL') {
+        this.warn(`INTx of slot ${slot} unavailable: ${e.message}`);
+        return undefined;
+      }
+      throw e;
+    }
+    if (f.body.case !== 'intxRequestReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+    const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, IntxRequestLayout.INTX_REQUEST_PAGE_BYTES, sys.consts.PROT_READ, 'INTx request');
+    return { word: new Uint32Array(buffer, 0, 1), changed };
   }
 
   private stopServing(): void {

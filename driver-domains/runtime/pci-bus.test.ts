@@ -7,7 +7,8 @@ import { PciMsixFlag } from './abi.js';
 import { PciBus, type BarPlacement, type PciBusHost, type VectorRoute } from './pci-bus.js';
 import { stagePciTable, virtioBlockFunction, VIRTIO_BAR, VIRTIO_MSIX_BAR } from './pci-table.js';
 import { StubHarness } from './testing.js';
-import { CMD, REG, VIRTIO, ecamRead, ecamWrite, enableMsix, msixPba, programVector, type Pci } from '../pci/testing.js';
+import { CMD, REG, STATUS, VIRTIO, ecamRead, ecamWrite, enableMsix, msixPba, programVector, type Pci } from '../pci/testing.js';
+import { pciIntxGsi } from '../../boot/layout.js';
 
 const SLOT = VIRTIO.slot;
 // Three queues: four vectors, the same MSI-X layout as the pci module's own test table.
@@ -19,16 +20,25 @@ class FakeMicrohv implements PciBusHost {
   readonly routes: VectorRoute[] = [];
   readonly watched = new Map<number, () => void>();
   readonly fds: number[] = Array.from({ length: 4 }, () => sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK));
+  /** The INTx request page as the backend writes it (a plain buffer here), and its eventfd. */
+  readonly intx = { word: new Uint32Array(1), changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
   commits = 0;
   mapBar(b: BarPlacement): Promise<void> { this.bars.push(b); return Promise.resolve(); }
   setMsiRoute(r: VectorRoute): Promise<void> { this.routes.push(r); return Promise.resolve(); }
   msixEventfds(slot: number): Promise<number[]> { return slot === SLOT ? Promise.resolve([...this.fds]) : Promise.reject(new Error('no such slot')); }
+  intxRequest(slot: number): Promise<{ word: Uint32Array; changed: number }> { return slot === SLOT ? Promise.resolve(this.intx) : Promise.reject(new Error('no such slot')); }
+  /** What the backend does: the word, then the eventfd; the reactor would then call the watcher. */
+  requestIntx(level: 0 | 1): void {
+    this.intx.word[0] = level;
+    sys.eventfdWrite(this.intx.changed, 1n);
+    this.watched.get(this.intx.changed)?.();
+  }
   watch(fd: number, onReadable: () => void): () => void {
     this.watched.set(fd, onReadable);
     return () => this.watched.delete(fd);
   }
   commit(): void { this.commits++; }
-  close(): void { for (const fd of this.fds) sys.close(fd); }
+  close(): void { for (const fd of [...this.fds, this.intx.changed]) sys.close(fd); }
 }
 
 let h: Pci;
@@ -69,10 +79,48 @@ describe('BARs', () => {
   });
 });
 
+describe('INTx', () => {
+  const gsi = pciIntxGsi(SLOT, 0);
+
+  test('the_backends_request_drives_the_slots_prt_gsi_and_its_release_lets_it_go', () => {
+    expect(h.exports.intx_gsi(SLOT)).toBe(gsi);
+    expect(host.watched.has(host.intx.changed)).toBe(true);
+    h.clearEvents();
+    host.requestIntx(1);
+    expect(h.pins()).toEqual([{ kind: 'pin', gsi, level: 1 }]);
+    expect(ecamRead(h, SLOT, REG.status, 2) & STATUS.interrupt).toBe(STATUS.interrupt);
+    // The eventfd was drained: the next wake-up is for a new change only.
+    expect(sys.eventfdTryRead(host.intx.changed)).toBe(0n);
+    host.requestIntx(0);
+    expect(h.pins()).toEqual([{ kind: 'pin', gsi, level: 1 }, { kind: 'pin', gsi, level: 0 }]);
+    expect(ecamRead(h, SLOT, REG.status, 2) & STATUS.interrupt).toBe(0);
+  });
+
+  test('with_msix_enabled_the_request_shows_in_status_but_drives_no_line', () => {
+    enableMsix(h);
+    h.clearEvents();
+    host.requestIntx(1);
+    expect(h.pins()).toEqual([]);
+    expect(ecamRead(h, SLOT, REG.status, 2) & STATUS.interrupt).toBe(STATUS.interrupt);
+  });
+
+  test('a_successor_applies_the_request_standing_in_the_page_at_start', async () => {
+    host.intx.word[0] = 1;
+    const h2 = await StubHarness.create('pci', { beforeInit: (e) => stagePciTable(e, TABLE) });
+    await new PciBus(h2.exports, TABLE, host).start();
+    expect(h2.pins()).toContainEqual({ kind: 'pin', gsi, level: 1 });
+    // Any nonzero word is a request (the page is the backend's to write, and it may write anything).
+    host.intx.word[0] = 0xdead;
+    const h3 = await StubHarness.create('pci', { beforeInit: (e) => stagePciTable(e, TABLE) });
+    await new PciBus(h3.exports, TABLE, host).start();
+    expect(h3.pins()).toContainEqual({ kind: 'pin', gsi, level: 1 });
+  });
+});
+
 describe('MSI-X', () => {
   test('start_detaches_every_vector_and_watches_its_eventfd', () => {
     expect(host.routes.map((r) => r.effective)).toEqual([false, false, false, false]);
-    expect([...host.watched.keys()].sort()).toEqual([...host.fds].sort());
+    expect([...host.watched.keys()].filter((fd) => fd !== host.intx.changed).sort()).toEqual([...host.fds].sort());
   });
 
   test('an_unmasked_vector_becomes_a_route_with_the_tables_address_and_data_and_is_no_longer_watched', async () => {

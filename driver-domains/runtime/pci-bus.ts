@@ -12,6 +12,11 @@
 //
 // What microhv was told lives only in this process: a successor states every
 // BAR and every vector again at start (both requests are idempotent).
+//
+// A function with an interrupt pin has an INTx request page (control.proto,
+// "INTx") its backend writes: its word is read at start and whenever the
+// page's eventfd is readable, and given to the module (intx_set, idempotent),
+// which drives the GSI or not as the function's configuration says.
 import * as sys from '../../microhv/sys/index.js';
 import { PciBarFlag, PciBarKind, PciMsixFlag, PciMsixSignal, type PciExports } from './abi.js';
 import type { PciFunctionSpec } from './pci-table.js';
@@ -25,22 +30,26 @@ export interface PciBusHost {
   setMsiRoute(r: VectorRoute): Promise<void>;
   /** The function's MSI-X eventfds, one per vector (GetMsixEventfds). */
   msixEventfds(slot: number): Promise<number[]>;
+  /** The function's INTx request word and eventfd (GetIntxRequest); undefined if microhv has none. */
+  intxRequest(slot: number): Promise<{ readonly word: Uint32Array; readonly changed: number } | undefined>;
   /** Calls `onReadable` while `fd` is readable; returns the function that stops it. */
   watch(fd: number, onReadable: () => void): () => void;
   /** Commits the module's state window (the pending and fire bits). */
   commit(): void;
 }
 
-export interface PciBusCounters { bar_moves: number; route_changes: number; held_signals: number; fired: number; ignored_signals: number }
+export interface PciBusCounters { bar_moves: number; route_changes: number; held_signals: number; fired: number; ignored_signals: number; intx_changes: number }
 
 interface Vector { readonly fd: number; told: VectorRoute | undefined; unwatch: (() => void) | undefined }
 
 export class PciBus {
-  readonly counters: PciBusCounters = { bar_moves: 0, route_changes: 0, held_signals: 0, fired: 0, ignored_signals: 0 };
+  readonly counters: PciBusCounters = { bar_moves: 0, route_changes: 0, held_signals: 0, fired: 0, ignored_signals: 0, intx_changes: 0 };
   private barGeneration: number | undefined;
   private msixGeneration: number | undefined;
   private readonly told = new Map<string, BarPlacement>();
   private readonly vectors = new Map<string, Vector>();
+  /** The INTx request last given to the module, per slot (this instance's; a successor gives it again). */
+  private readonly intxLevels = new Map<number, 0 | 1>();
   private queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly ex: PciExports, private readonly table: readonly PciFunctionSpec[], private readonly host: PciBusHost) {}
@@ -61,7 +70,30 @@ export class PciBus {
       }
       fds.forEach((fd, v) => this.vectors.set(`${f.slot}:${v}`, { fd, told: undefined, unwatch: undefined }));
     }
+    for (const f of this.table) {
+      if (f.pin === 0) continue;
+      const pin = await this.host.intxRequest(f.slot);
+      if (pin === undefined) continue;
+      const apply = (): void => {
+        // Drained first: a change after this read wakes us again.
+        sys.eventfdTryRead(pin.changed);
+        this.applyIntx(f.slot, Atomics.load(pin.word, 0));
+      };
+      this.host.watch(pin.changed, apply);
+      // The backend's request as it stands, whoever of the two restarted.
+      apply();
+    }
     await this.sync();
+  }
+
+  /** The backend's request (any nonzero word asserts) to the module, then committed: a successor re-reads the word anyway. */
+  private applyIntx(slot: number, word: number): void {
+    const level = word !== 0 ? 1 : 0;
+    if (this.intxLevels.get(slot) === level) return;
+    this.ex.intx_set(slot, level);
+    this.host.commit();
+    this.intxLevels.set(slot, level);
+    this.counters.intx_changes++;
   }
 
   /** Brings microhv in line with the module; calls run one after another. */

@@ -41,7 +41,8 @@ const PBA_OFFSET = 0x800;
  * A virtio-blk function (virtio 1.2, 4.1: modern, non-transitional) at `slot` with `queues`
  * request queues: its registers in BAR 4 (64-bit, the block domain's), its MSI-X table and PBA
  * in BAR 1 (this domain's), one vector per queue plus one for configuration changes, and the
- * virtio capabilities. No interrupt pin: the device signals through MSI-X only.
+ * virtio capabilities, and INTA# for a driver that does not enable MSI-X (its backend's request
+ * arrives through the INTx request page; the GSI is the DSDT's _PRT's for the slot).
  */
 export function virtioBlockFunction(slot: number, queues: number): PciFunctionSpec {
   const id = pciIdentity(VIRTIO_ID_BLOCK, BLOCK_PCI_CLASS);
@@ -51,7 +52,7 @@ export function virtioBlockFunction(slot: number, queues: number): PciFunctionSp
     ids: ((id.deviceId << 16) | id.vendorId) >>> 0,
     subsystem: ((id.subsystemId << 16) | id.subsystemVendorId) >>> 0,
     classRev: ((id.classCode << 8) | id.revisionId) >>> 0,
-    pin: 0,
+    pin: 1,
     bars: [
       { bar: VIRTIO_MSIX_BAR, kind: PciBarKind.Mem32, sizeLog2: MSIX_BAR_LOG2, flags: PciBarFlag.ServedByPci },
       { bar: VIRTIO_BAR, kind: PciBarKind.Mem64, sizeLog2: Math.log2(BAR_SIZE), flags: 0 },

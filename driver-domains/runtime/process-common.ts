@@ -66,6 +66,30 @@ export function takeFd(f: Frame, index: number | undefined, what: string): numbe
   return fd;
 }
 
+/**
+ * A shared page microhv owns and the eventfd that goes with it (the lines page, an INTx request
+ * page): both must have come with the frame, distinct. The page is mapped shared (`bytes` long)
+ * and its fd closed; the eventfd stays open for the process's life. Other fds are closed.
+ */
+export function mapPageAndEventfd(f: Frame, page: number | undefined, changed: number | undefined, bytes: number, prot: number, what: string): { buffer: ArrayBuffer; changed: number } {
+  const pageFd = page === undefined ? undefined : f.fds[page];
+  const changedFd = changed === undefined ? undefined : f.fds[changed];
+  if (pageFd === undefined || changedFd === undefined || pageFd === changedFd) {
+    closeFds(f.fds);
+    throw new DomainProcessError('PROTOCOL', `${what} reply without its page or eventfd`);
+  }
+  for (const other of f.fds) if (other !== pageFd && other !== changedFd) closeFds([other]);
+  try {
+    return { buffer: sys.mmap(bytes, prot, sys.consts.MAP_SHARED, pageFd, 0).buffer, changed: changedFd };
+  } catch (e) {
+    closeFds([changedFd]);
+    throw new DomainProcessError('PROTOCOL', `mmap of the ${what} page`, { cause: e });
+  } finally {
+    // The mapping keeps the page.
+    sys.close(pageFd);
+  }
+}
+
 /** The endpoint fds of an IoreqRangeReply; every one must have come with the frame. */
 export function endpointFds(f: Frame, r: IoreqRangeReply): IoreqEndpointFds {
   const at = (i: number | undefined, what: string): number => {

@@ -2073,6 +2073,166 @@ export function fdIndexesOfMsixEventfdsReply(m: MsixEventfdsReply, out: number[]
 
 
 /**
+ * INTx (DESIGN.md 3, 6): a backend's request on its function's interrupt pin
+ * reaches the pci domain, which owns the function's configuration space and so
+ * decides whether the pin is driven (Interrupt Disable clear, MSI-X off) and
+ * on which GSI (the DSDT's _PRT). microhv owns, per PCI function it attached
+ * a backend to, one request page and one eventfd, made when the guest starts
+ * and kept for its life, so both sides see the same request across any
+ * restart of either:
+ *
+ * offset 0: uint32, little-endian: 1 while the backend requests the pin
+ * (its logical level: a virtio ISR that is not zero), else 0. Written
+ * by the backend only, with an atomic store, then 1 is written to the
+ * eventfd. The rest of the page up to INTX_REQUEST_PAGE_BYTES: zero,
+ * reserved.
+ *
+ * The pci domain reads the word when the eventfd is readable and once at
+ * start, and applies it (idempotent); a backend re-states its level at start.
+ */
+export const IntxRequestLayout = {
+  INTX_REQUEST_LAYOUT_INVALID: 0,
+  /** Size of the request memfd, bytes (one page). */
+  INTX_REQUEST_PAGE_BYTES: 4096,
+} as const;
+export type IntxRequestLayout = (typeof IntxRequestLayout)[keyof typeof IntxRequestLayout];
+
+/** True for a value this side knows, the reserved invalid 0 excluded. */
+export function isValidIntxRequestLayout(v: number): v is IntxRequestLayout {
+  switch (v) {
+    case 4096:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Returns v as a IntxRequestLayout, or throws CodecError BAD_ENUM (unknown value or the reserved 0). */
+export function checkIntxRequestLayout(v: number, what: string): IntxRequestLayout {
+  if (!isValidIntxRequestLayout(v)) throw new CodecError('BAD_ENUM', `${what}: ${v} is not a valid IntxRequestLayout`);
+  return v;
+}
+
+/**
+ * D -> M: the INTx request page of function `slot`. The pci domain may ask
+ * for any function with a backend; a backend (CAPABILITY_IRQFD) only for the
+ * function it serves. Answered by IntxRequestReply; every call returns the
+ * same fds.
+ */
+export interface GetIntxRequest {
+  guestId: number;
+  slot: number;
+}
+
+export function createGetIntxRequest(init: Partial<GetIntxRequest> = {}): GetIntxRequest {
+  return {
+    guestId: init.guestId ?? 0,
+    slot: init.slot ?? 0,
+  };
+}
+
+export function encodeGetIntxRequest(w: Writer, m: GetIntxRequest): void {
+  if (m.guestId !== 0) {
+    w.tag(1, 0);
+    w.uint32(m.guestId);
+  }
+  if (m.slot !== 0) {
+    w.tag(2, 0);
+    w.uint32(m.slot);
+  }
+}
+
+/** Decodes GetIntxRequest from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeGetIntxRequest(r: Reader): GetIntxRequest {
+  const m = createGetIntxRequest();
+  while (r.pos < r.limit) {
+    const t = r.tag('GetIntxRequest');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 0, 'GetIntxRequest.guest_id');
+        m.guestId = r.uint32('GetIntxRequest.guest_id');
+        break;
+      case 2:
+        r.expectWire(t, 0, 'GetIntxRequest.slot');
+        m.slot = r.uint32('GetIntxRequest.slot');
+        break;
+      default:
+        r.skip(t, 'GetIntxRequest');
+    }
+  }
+  return m;
+}
+
+
+/** M -> D, answers GetIntxRequest. */
+export interface IntxRequestReply {
+  /**
+   * The request memfd, INTX_REQUEST_PAGE_BYTES long, sealed against
+   * resizing; layout above. Owner: microhv.
+   */
+  page: FdRef | undefined;
+  /**
+   * Eventfd the backend writes (1) after changing the word; the pci domain
+   * waits on it.
+   */
+  changed: FdRef | undefined;
+}
+
+export function createIntxRequestReply(init: Partial<IntxRequestReply> = {}): IntxRequestReply {
+  return {
+    page: init.page ?? undefined,
+    changed: init.changed ?? undefined,
+  };
+}
+
+export function encodeIntxRequestReply(w: Writer, m: IntxRequestReply): void {
+  if (m.page !== undefined) {
+    w.tag(1, 2);
+    {
+      const at = w.beginLength();
+      encodeFdRef(w, m.page);
+      w.endLength(at);
+    }
+  }
+  if (m.changed !== undefined) {
+    w.tag(2, 2);
+    {
+      const at = w.beginLength();
+      encodeFdRef(w, m.changed);
+      w.endLength(at);
+    }
+  }
+}
+
+/** Decodes IntxRequestReply from r.pos up to r.limit. Throws CodecError on bad input. */
+export function decodeIntxRequestReply(r: Reader): IntxRequestReply {
+  const m = createIntxRequestReply();
+  while (r.pos < r.limit) {
+    const t = r.tag('IntxRequestReply');
+    switch (t >>> 3) {
+      case 1:
+        r.expectWire(t, 2, 'IntxRequestReply.page');
+        m.page = decodeNested(r, decodeFdRef, 'IntxRequestReply.page');
+        break;
+      case 2:
+        r.expectWire(t, 2, 'IntxRequestReply.changed');
+        m.changed = decodeNested(r, decodeFdRef, 'IntxRequestReply.changed');
+        break;
+      default:
+        r.skip(t, 'IntxRequestReply');
+    }
+  }
+  return m;
+}
+
+/** Appends every fd index (FdRef) in m to out, in field order. */
+export function fdIndexesOfIntxRequestReply(m: IntxRequestReply, out: number[]): void {
+  if (m.page !== undefined) fdIndexesOfFdRef(m.page, out);
+  if (m.changed !== undefined) fdIndexesOfFdRef(m.changed, out);
+}
+
+
+/**
  * D -> M: BAR `bar` of function `slot` on bus 0 is at [base, base + size)
  * and does (or, decoding false, does not) decode. Needs CAPABILITY_PCI_BARS.
  * microhv routes accesses in the range to whoever serves the BAR: the pci
@@ -2791,6 +2951,8 @@ export type EnvelopeBody =
   | { readonly case: 'getMsixEventfds'; readonly value: GetMsixEventfds }
   | { readonly case: 'msixEventfdsReply'; readonly value: MsixEventfdsReply }
   | { readonly case: 'mapBar'; readonly value: MapBar }
+  | { readonly case: 'getIntxRequest'; readonly value: GetIntxRequest }
+  | { readonly case: 'intxRequestReply'; readonly value: IntxRequestReply }
   | { readonly case: 'evtchnBindInterdomain'; readonly value: EvtchnBindInterdomain }
   | { readonly case: 'evtchnBindGsi'; readonly value: EvtchnBindGsi }
   | { readonly case: 'evtchnBindMsi'; readonly value: EvtchnBindMsi }
@@ -3082,6 +3244,22 @@ export function encodeEnvelope(w: Writer, m: Envelope): void {
           w.endLength(at);
         }
         break;
+      case 'getIntxRequest':
+        w.tag(47, 2);
+        {
+          const at = w.beginLength();
+          encodeGetIntxRequest(w, body.value);
+          w.endLength(at);
+        }
+        break;
+      case 'intxRequestReply':
+        w.tag(48, 2);
+        {
+          const at = w.beginLength();
+          encodeIntxRequestReply(w, body.value);
+          w.endLength(at);
+        }
+        break;
       case 'evtchnBindInterdomain':
         w.tag(50, 2);
         {
@@ -3272,6 +3450,14 @@ export function decodeEnvelope(r: Reader): Envelope {
         r.expectWire(t, 2, 'Envelope.map_bar');
         m.body = { case: 'mapBar', value: decodeNested(r, decodeMapBar, 'Envelope.map_bar') };
         break;
+      case 47:
+        r.expectWire(t, 2, 'Envelope.get_intx_request');
+        m.body = { case: 'getIntxRequest', value: decodeNested(r, decodeGetIntxRequest, 'Envelope.get_intx_request') };
+        break;
+      case 48:
+        r.expectWire(t, 2, 'Envelope.intx_request_reply');
+        m.body = { case: 'intxRequestReply', value: decodeNested(r, decodeIntxRequestReply, 'Envelope.intx_request_reply') };
+        break;
       case 50:
         r.expectWire(t, 2, 'Envelope.evtchn_bind_interdomain');
         m.body = { case: 'evtchnBindInterdomain', value: decodeNested(r, decodeEvtchnBindInterdomain, 'Envelope.evtchn_bind_interdomain') };
@@ -3324,6 +3510,9 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
     case 'msixEventfdsReply':
       fdIndexesOfMsixEventfdsReply(body.value, out);
       break;
+    case 'intxRequestReply':
+      fdIndexesOfIntxRequestReply(body.value, out);
+      break;
     case 'evtchnBound':
       fdIndexesOfEvtchnBound(body.value, out);
       break;
@@ -3333,7 +3522,7 @@ export function fdIndexesOfEnvelope(m: Envelope, out: number[]): void {
 }
 
 /** Every case of Envelope.body, in field-number order. */
-export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'resetDevice', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'ioeventfdReply', 'getMsixEventfds', 'msixEventfdsReply', 'mapBar', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
+export const ENVELOPE_BODY_CASES: readonly EnvelopeBodyCase[] = ['hello', 'helloReply', 'heartbeat', 'heartbeatReply', 'activate', 'sleep', 'wake', 'snapshot', 'snapshotReply', 'restore', 'shutdown', 'ack', 'error', 'platformEvent', 'resetDevice', 'mapGuestMemory', 'mapGuestMemoryReply', 'getStateRegion', 'stateRegionReply', 'registerIoreqRange', 'ioreqRangeReply', 'bindIoeventfd', 'bindIrqfd', 'setMsiRoute', 'msiRouteReply', 'routeIoapicPin', 'getIrqLines', 'irqLinesReply', 'ioeventfdReply', 'getMsixEventfds', 'msixEventfdsReply', 'mapBar', 'getIntxRequest', 'intxRequestReply', 'evtchnBindInterdomain', 'evtchnBindGsi', 'evtchnBindMsi', 'evtchnBound', 'evtchnClose'];
 
 /** Who may originate each case ((microhv.idl.sender) in the .proto). */
 export const ENVELOPE_BODY_SENDER = {
@@ -3369,6 +3558,8 @@ export const ENVELOPE_BODY_SENDER = {
   getMsixEventfds: 'domain',
   msixEventfdsReply: 'microhv',
   mapBar: 'domain',
+  getIntxRequest: 'domain',
+  intxRequestReply: 'microhv',
   evtchnBindInterdomain: 'domain',
   evtchnBindGsi: 'domain',
   evtchnBindMsi: 'domain',
@@ -3410,6 +3601,8 @@ export const ENVELOPE_BODY_REQUIRES = {
   getMsixEventfds: null,
   msixEventfdsReply: null,
   mapBar: Capability.CAPABILITY_PCI_BARS,
+  getIntxRequest: null,
+  intxRequestReply: null,
   evtchnBindInterdomain: Capability.CAPABILITY_EVTCHN,
   evtchnBindGsi: Capability.CAPABILITY_IRQFD,
   evtchnBindMsi: Capability.CAPABILITY_MSI_ROUTE,

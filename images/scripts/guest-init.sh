@@ -91,13 +91,16 @@ case "$scenario" in
     ;;
   disk)
     # disk [write]: the first virtio disk as the guest sees it, its size in 512-byte sectors and its
-    # read-only flag; with write, also whether a 4 KiB O_DIRECT write to its first block goes through.
+    # read-only flag; with write, also whether a 4 KiB O_DIRECT write to its first block goes through;
+    # then its lines of /proc/interrupts.
     if [ -b /dev/vda ]; then
       say "disk vda sectors=$(cat /sys/block/vda/size) ro=$(cat /sys/block/vda/ro)"
       if [ "$args" = write ]; then
         if dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct conv=notrunc,fsync 2>/tmp/dd.err; then say "disk write ok"
         else say "disk write failed: $(head -1 /tmp/dd.err)"; fi
       fi
+      # How the disk's interrupts arrive: MSI-X vectors, or its INTx line through the IO-APIC.
+      grep virtio /proc/interrupts | tr -s ' ' | while read -r line; do say "disk irq $line"; done
     else
       say "no disk"; rc=1
     fi

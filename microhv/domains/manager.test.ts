@@ -183,6 +183,32 @@ describe('backend resources', () => {
   });
 });
 
+describe('INTx request', () => {
+  test('the_backend_and_the_pci_domain_share_one_sealed_page_and_eventfd_and_a_backend_gets_only_its_own', async () => {
+    const a = await ask(block, { case: 'getIntxRequest', value: { guestId: 1, slot: BLOCK.slot } });
+    const b = await ask(pci, { case: 'getIntxRequest', value: { guestId: 1, slot: BLOCK.slot } });
+    expect(a.body.case).toBe('intxRequestReply');
+    expect(a.fds).toHaveLength(2);
+    expect(a.fds.map((fd) => fstatSync(fd).ino)).toEqual(b.fds.map((fd) => fstatSync(fd).ino));
+    // What the backend writes, the pci domain reads: the same page, and it cannot be resized under either.
+    const [page, changed] = a.fds as [number, number];
+    expect(fstatSync(page).size).toBe(4096);
+    expect(() => sys.ftruncate(page, 8192)).toThrow(/EPERM/);
+    const mine = sys.mmap(4096, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, page, 0);
+    const theirs = sys.mmap(4096, sys.consts.PROT_READ, sys.consts.MAP_SHARED, b.fds[0]!, 0);
+    Atomics.store(new Uint32Array(mine.buffer), 0, 1);
+    sys.eventfdWrite(changed, 1n);
+    expect(new Uint32Array(theirs.buffer)[0]).toBe(1);
+    expect(sys.eventfdTryRead(b.fds[1]!)).toBe(1n);
+    sys.munmap(mine);
+    sys.munmap(theirs);
+    // Hostile or confused: a slot with no backend, another function's page, another guest.
+    expect(code(await ask(pci, { case: 'getIntxRequest', value: { guestId: 1, slot: 2 } }))).toBe(ErrorCode.ERROR_CODE_INVALID_ARGUMENT);
+    expect(code(await ask(block, { case: 'getIntxRequest', value: { guestId: 1, slot: 2 } }))).toBe(ErrorCode.ERROR_CODE_INVALID_ARGUMENT);
+    expect(code(await ask(block, { case: 'getIntxRequest', value: { guestId: 7, slot: BLOCK.slot } }))).toBe(ErrorCode.ERROR_CODE_NO_SUCH_GUEST);
+  });
+});
+
 describe('MSI-X', () => {
   test('each_side_gets_the_same_vector_eventfds_and_a_backend_only_its_own', async () => {
     const a = await ask(block, { case: 'getMsixEventfds', value: { guestId: 1, slot: BLOCK.slot } });

@@ -7,7 +7,7 @@ import * as sys from '../sys/index.js';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import type { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, DeliveryMode, ErrorCode, IrqLinesLayout, PlatformEventKind, Role, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
+import { AddressSpace, DeliveryMode, ErrorCode, IntxRequestLayout, IrqLinesLayout, PlatformEventKind, Role, TriggerMode, type EnvelopeBody } from '../../idl/generated/control.js';
 import { PCI_MMIO32 } from '../../boot/layout.js';
 import { IoRangeError } from '../ioreq/ranges.js';
 import type { Guest } from '../vm/guest.js';
@@ -46,6 +46,8 @@ interface BackendState {
   readonly pci: PciBackend;
   /** Per MSI-X vector: the eventfd microhv owns and the GSI of its route. */
   readonly msix: ReadonlyArray<{ readonly fd: number; readonly gsi: number }>;
+  /** The function's INTx request page and its eventfd (control.proto, "INTx"): the backend writes, the pci domain reads. */
+  readonly intx: { readonly page: number; readonly changed: number };
   readonly doorbells: Map<string, Doorbell>;
   /** Where the BAR decodes now, if it does. */
   base: number | undefined;
@@ -132,7 +134,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
     if (!Number.isInteger(pci.vectors) || pci.vectors < 1 || pci.vectors > MAX_VECTORS) throw new RangeError(`${name}: ${pci.vectors} MSI-X vectors (1..${MAX_VECTORS})`);
     if (this.domains.some((o) => o.backend?.pci.slot === pci.slot)) throw new RangeError(`${name}: PCI slot ${pci.slot} already has a backend`);
     const msix = Array.from({ length: pci.vectors }, () => ({ fd: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK), gsi: this.guest.irq.allocateMsiGsi() }));
-    return { pci, msix, doorbells: new Map(), base: undefined };
+    return { pci, msix, intx: { page: sharedPage('intx-request', IntxRequestLayout.INTX_REQUEST_PAGE_BYTES), changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) }, doorbells: new Map(), base: undefined };
   }
 
   private onSpawned(d: Domain, generation: number, fd: number): void {
@@ -259,10 +261,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         if (body.value.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${body.value.guestId}`);
         // microhv's, not the domains': the masks outlive a restart of either side.
         if (!this.lines) {
-          const page = sys.memfdCreate('irq-lines', sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
-          sys.ftruncate(page, IrqLinesLayout.IRQ_LINES_PAGE_BYTES);
-          sys.addSeals(page, sys.consts.F_SEAL_SHRINK | sys.consts.F_SEAL_GROW | sys.consts.F_SEAL_SEAL);
-          this.lines = { page, changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
+          this.lines = { page: sharedPage('irq-lines', IrqLinesLayout.IRQ_LINES_PAGE_BYTES), changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
         }
         const side = ROLE_POLICY[d.role].lines;
         c.reply(f, { case: 'irqLinesReply', value: { lines: { index: 0 }, changed: { index: 1 }, sourceBit: side.source ? side.bit : 0, isSource: side.source } },
@@ -298,6 +297,15 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         const b = d.role === Role.ROLE_PCI ? this.backendAt(r.slot)?.backend : d.backend?.pci.slot === r.slot ? d.backend : undefined;
         if (!b) return c.replyError(f, d.role === Role.ROLE_PCI || d.backend ? ErrorCode.ERROR_CODE_INVALID_ARGUMENT : ErrorCode.ERROR_CODE_NOT_PERMITTED, `no MSI-X function at slot ${r.slot} for ${d.sup.name}`);
         c.reply(f, { case: 'msixEventfdsReply', value: { eventfds: b.msix.map((_, i) => ({ index: i })) } }, b.msix.map((v) => v.fd));
+        return;
+      }
+      case 'getIntxRequest': {
+        const r = body.value;
+        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+        // As for the MSI-X eventfds: the pci domain any function's, a backend only its own.
+        const b = d.role === Role.ROLE_PCI ? this.backendAt(r.slot)?.backend : d.backend?.pci.slot === r.slot ? d.backend : undefined;
+        if (!b) return c.replyError(f, d.role === Role.ROLE_PCI || d.backend ? ErrorCode.ERROR_CODE_INVALID_ARGUMENT : ErrorCode.ERROR_CODE_NOT_PERMITTED, `no PCI function at slot ${r.slot} for ${d.sup.name}`);
+        c.reply(f, { case: 'intxRequestReply', value: { page: { index: 0 }, changed: { index: 1 } } }, [b.intx.page, b.intx.changed]);
         return;
       }
       case 'setMsiRoute': {
@@ -453,9 +461,18 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
     this.server.close();
     for (const d of this.domains) {
       for (const v of d.backend?.msix ?? []) sys.close(v.fd);
+      if (d.backend) for (const fd of [d.backend.intx.page, d.backend.intx.changed]) sys.close(fd);
       for (const bell of d.backend?.doorbells.values() ?? []) sys.close(bell.fd);
     }
     if (this.lines) for (const fd of [this.lines.page, this.lines.changed]) sys.close(fd);
     this.lines = undefined;
   }
+}
+
+/** A page-sized memfd microhv owns and shares, sealed against resizing (a domain could otherwise make a mapping fault). */
+function sharedPage(name: string, bytes: number): number {
+  const page = sys.memfdCreate(name, sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
+  sys.ftruncate(page, bytes);
+  sys.addSeals(page, sys.consts.F_SEAL_SHRINK | sys.consts.F_SEAL_GROW | sys.consts.F_SEAL_SEAL);
+  return page;
 }

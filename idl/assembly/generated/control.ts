@@ -182,6 +182,16 @@ export function isValidPlatformEventKind(v: u32): bool {
   return v == 1 || v == 2 || v == 3;
 }
 
+export enum IntxRequestLayout {
+  INTX_REQUEST_LAYOUT_INVALID = 0,
+  INTX_REQUEST_PAGE_BYTES = 4096,
+}
+
+/** True for a value this side knows, the reserved invalid 0 excluded. */
+export function isValidIntxRequestLayout(v: u32): bool {
+  return v == 4096;
+}
+
 export enum IrqLinesLayout {
   IRQ_LINES_LAYOUT_INVALID = 0,
   IRQ_LINES_GSIS = 24,
