@@ -7,80 +7,11 @@
 import { closeSync, openSync, readSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { Reactor } from '../idl/control/reactor.js';
 import { Role } from '../idl/generated/control.js';
 import { Guest } from './vm/guest.js';
 import { DomainManager } from './domains/manager.js';
-
-const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT] [--mem MIB] [--vcpus N]
-                   [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--no-reboot]
-                   [--disk IMAGE[,readonly][,direct]] [--fault ACTION:DOMAIN:EVERY_MS[:FIRST_MS]]...
-                   [--until TEXT [--until-count N]]
-  Boots a guest under microhv with its console, ioapic and pci domains. --disk gives it a virtio-blk
-  disk (/dev/vda in a Linux guest) on the raw image file IMAGE, served by a block domain: readonly
-  refuses the guest's writes, direct uses O_DIRECT (the image must be on a file system that allows
-  it). Its console is written to
-  --console-log (and echoed here) and can be
-  attached on --console-socket. A guest reset (reboot) boots it again; --no-reboot ends the run instead.
-  --fault injects faults into a domain (console, ioapic, pci, block) every EVERY_MS, first after FIRST_MS
-  (default EVERY_MS): kill (SIGKILL) or hang (SIGSTOP: the heartbeat finds it hung). Repeatable.
-  --until TEXT ends the run (exit 0) once the guest's console has shown TEXT N times (default 1).`;
-
-type FaultAction = 'kill' | 'hang';
-interface Fault { action: FaultAction; domain: string; everyMs: number; firstMs: number }
-interface Options {
-  kernel: string; initrd?: string; cmdline: string; memMiB: number; vcpus: number; consoleLog: string; consoleSocket?: string;
-  timeoutS?: number; until?: string; untilCount: number; noReboot: boolean; faults: Fault[]; disk?: Disk;
-}
-interface Disk { path: string; readOnly: boolean; direct: boolean }
-const DOMAINS = ['console', 'ioapic', 'pci', 'block'];
-/** Where the disk sits on bus 0: slot 1, its virtio registers in BAR 4 (16 KiB), one queue and the config vector. */
-const DISK_PCI = { slot: 1, bar: 4, barSize: 0x4000, queues: 1 } as const;
-
-function parse(argv: string[]): Options {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: {
-    kernel: { type: 'string' }, initrd: { type: 'string' }, cmdline: { type: 'string' }, mem: { type: 'string' }, vcpus: { type: 'string' },
-    'console-log': { type: 'string' }, 'console-socket': { type: 'string' }, timeout: { type: 'string' }, until: { type: 'string' }, 'until-count': { type: 'string' },
-    'no-reboot': { type: 'boolean' }, fault: { type: 'string', multiple: true }, disk: { type: 'string' }, help: { type: 'boolean' },
-  } });
-  if (values.help) { console.log(USAGE); process.exit(0); }
-  if (positionals[0] !== 'run') throw new Error(`unknown command '${positionals[0] ?? ''}'`);
-  if (!values.kernel) throw new Error('--kernel is required');
-  const int = (v: string | undefined, name: string, def: number, min: number, max: number): number => {
-    if (v === undefined) return def;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`);
-    return n;
-  };
-  const faults = (values.fault ?? []).map((f): Fault => {
-    const m = /^(kill|hang):([a-z]+):(\d+)(?::(\d+))?$/.exec(f);
-    if (!m) throw new Error(`--fault ${f}: expected kill|hang:DOMAIN:EVERY_MS[:FIRST_MS]`);
-    if (!DOMAINS.includes(m[2]!)) throw new Error(`--fault ${f}: no domain '${m[2]}' (domains: ${DOMAINS.join(', ')})`);
-    const everyMs = Number(m[3]);
-    if (everyMs < 100) throw new Error(`--fault ${f}: EVERY_MS must be at least 100`);
-    return { action: m[1] as FaultAction, domain: m[2]!, everyMs, firstMs: m[4] === undefined ? everyMs : Number(m[4]) };
-  });
-  if (values['until-count'] !== undefined && values.until === undefined) throw new Error('--until-count needs --until');
-  let disk: Disk | undefined;
-  if (values.disk !== undefined) {
-    const [path, ...flags] = values.disk.split(',');
-    if (!path) throw new Error('--disk needs an image path');
-    const bad = flags.find((x) => x !== 'readonly' && x !== 'direct');
-    if (bad !== undefined) throw new Error(`--disk: unknown option '${bad}' (readonly, direct)`);
-    let st;
-    try { st = statSync(path); } catch (e) { throw new Error(`--disk ${path}: ${(e as Error).message}`); }
-    if (!st.isFile() || st.size < 512 || st.size % 512 !== 0) throw new Error(`--disk ${path}: a raw image must be a regular file of a nonzero multiple of 512 bytes`);
-    disk = { path, readOnly: flags.includes('readonly'), direct: flags.includes('direct') };
-  }
-  if (!disk && faults.some((f) => f.domain === 'block')) throw new Error('--fault on block needs --disk');
-  return {
-    kernel: values.kernel, initrd: values.initrd, cmdline: values.cmdline ?? 'console=ttyS0 panic=-1', memMiB: int(values.mem, '--mem', 512, 64, 1 << 20),
-    vcpus: int(values.vcpus, '--vcpus', 1, 1, 64), consoleLog: values['console-log'] ?? `/tmp/microhv-console-${process.pid}.log`,
-    consoleSocket: values['console-socket'], until: values.until, untilCount: int(values['until-count'], '--until-count', 1, 1, 1_000_000), noReboot: values['no-reboot'] ?? false,
-    timeoutS: values.timeout === undefined ? undefined : int(values.timeout, '--timeout', 0, 1, 86_400), faults, disk,
-  };
-}
+import { USAGE, diskDomain, diskPci, parse, type Fault } from './options.js';
 
 /** Echoes what the console domain appends to the log file; calls `seen` once `until` has appeared `count` times. */
 function followLog(path: string, until: string | undefined, count: number, seen: () => void): () => void {
@@ -137,16 +68,15 @@ async function main(argv: string[]): Promise<number> {
   manager.add(Role.ROLE_IOAPIC, 'ioapic', [runtime]);
   // PCI bus 0 (config ports and ECAM): with it the guest finds a config access method and its host
   // bridge; the bus's endpoints, when there are any, raise INTx through the lines page.
-  const disk = o.disk;
-  manager.add(Role.ROLE_PCI, 'pci', [runtime, ...(disk ? ['--virtio-blk', `${DISK_PCI.slot}:${DISK_PCI.queues}`] : [])]);
-  if (disk) {
-    // The disk's backend: it serves the function's BAR wherever the pci domain places it, and signals
+  manager.add(Role.ROLE_PCI, 'pci', [runtime, ...o.disks.flatMap((d, i) => ['--virtio-blk', `${diskPci(i, d).slot}:${d.queues}`])]);
+  const block = join(dirname(fileURLToPath(import.meta.url)), '../driver-domains/block/main.js');
+  o.disks.forEach((d, i) => {
+    // A disk's backend: it serves the function's BAR wherever the pci domain places it, and signals
     // its MSI-X vectors (one per queue, plus configuration changes) through eventfds microhv owns.
-    const block = join(dirname(fileURLToPath(import.meta.url)), '../driver-domains/block/main.js');
-    manager.add(Role.ROLE_BLOCK, 'block', [block, '--image', disk.path, '--slot', String(DISK_PCI.slot), '--queues', String(DISK_PCI.queues),
-      ...(disk.readOnly ? ['--readonly'] : []), ...(disk.direct ? ['--direct'] : [])], undefined,
-    { slot: DISK_PCI.slot, bar: DISK_PCI.bar, barSize: DISK_PCI.barSize, vectors: DISK_PCI.queues + 1 });
-  }
+    const pci = diskPci(i, d);
+    manager.add(Role.ROLE_BLOCK, diskDomain(i), [block, '--image', d.path, '--slot', String(pci.slot), '--queues', String(d.queues),
+      ...(d.readOnly ? ['--readonly'] : []), ...(d.direct ? ['--direct'] : []), ...(d.uring ? ['--uring'] : [])], undefined, pci);
+  });
   manager.on('log', (l) => console.error(`microhv: ${l}`));
   const timers: NodeJS.Timeout[] = [];
   let reboots = 0;
@@ -193,9 +123,11 @@ async function main(argv: string[]): Promise<number> {
     guest.on('failed', (d) => { console.error(`microhv: guest failed: ${d}`); resolve(1); });
     if (o.timeoutS !== undefined) timers.push(setTimeout(() => { console.error(`microhv: timeout after ${o.timeoutS} s`); resolve(124); }, o.timeoutS * 1000));
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve(130));
+    // The vCPUs first: their threads are loaded, and spawning the domains (a few hundred ms of the main
+    // thread each on a slow host) then overlaps the guest's early boot, which needs no domain.
+    guest.start().then(() => trace('vCPUs running')).catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });
     manager.start();
     trace('domains spawned');
-    guest.start().then(() => trace('vCPUs running')).catch((e: unknown) => { console.error(`microhv: ${(e as Error).message}`); resolve(1); });
     for (const f of o.faults) timers.push(setTimeout(() => { inject(f); timers.push(setInterval(() => inject(f), f.everyMs)); }, f.firstMs));
   });
   for (const t of timers) clearInterval(t);

@@ -2,7 +2,7 @@
 // It is what microhv is compared with, and the proof that the guest image boots.
 import { GUEST_IN_TESTHOST } from '../images/build.js';
 
-/** A raw disk image for the guest (its /dev/vda), as microhv's `--disk PATH[,readonly][,direct]` takes it. */
+/** A raw disk image for the guest (its /dev/vda), as microhv's `--disk PATH[,readonly][,direct][,queues=N]` takes it. */
 export interface GuestDisk {
   readonly path: string;
   readonly readonly?: boolean;
@@ -10,6 +10,8 @@ export interface GuestDisk {
   readonly direct?: boolean;
   /** QEMU's asynchronous I/O back end; io_uring by default with direct, a thread pool without. */
   readonly aio?: 'io_uring' | 'native' | 'threads';
+  /** Request queues (virtio-blk multiqueue); 1 by default. */
+  readonly queues?: number;
 }
 
 export interface GuestBoot {
@@ -44,10 +46,10 @@ export function qemuGuestCommand(b: GuestBoot): string {
 export function qemuDiskArgs(d: GuestDisk): string[] {
   const aio = d.aio ?? (d.direct ? 'io_uring' : 'threads');
   const drive = [`file=${d.path}`, 'format=raw', 'if=none', 'id=d0', `cache=${d.direct ? 'none' : 'writeback'}`, `aio=${aio}`, ...(d.readonly ? ['readonly=on'] : [])];
-  return ['-drive', drive.join(','), '-device', 'virtio-blk-pci,drive=d0'];
+  return ['-drive', drive.join(','), '-device', `virtio-blk-pci,drive=d0${d.queues === undefined ? '' : `,num-queues=${d.queues}`}`];
 }
 
 /** microhv's `--disk` option for the same disk. */
 export function microhvDiskArg(d: GuestDisk): string {
-  return `--disk ${[d.path, ...(d.readonly ? ['readonly'] : []), ...(d.direct ? ['direct'] : [])].join(',')}`;
+  return `--disk ${[d.path, ...(d.readonly ? ['readonly'] : []), ...(d.direct ? ['direct'] : []), ...(d.queues === undefined ? [] : [`queues=${d.queues}`])].join(',')}`;
 }

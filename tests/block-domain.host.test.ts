@@ -24,10 +24,10 @@ const FLUSH_IMAGE = '/scratch/blk-c.img';
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
  * guest's lines, microhv's count of injected kills per domain and its own last messages.
  */
-function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, faults = '', kernelArgs = ''): string {
+function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, extra = '', kernelArgs = ''): string {
   const cmdline = `console=ttyS0 quiet panic=-1 ${kernelArgs}${kernelArgs ? ' ' : ''}microhv.scenario=${scenario} microhv.args=${args}`;
   return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; `
-    + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${faults}`, 1, timeoutS)
+    + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${extra}`, 1, timeoutS)
     + `grep -a 'microhv-guest:' /tmp/console.log; `
     + `echo kills block=$(grep -c 'fault: killing block' /tmp/err.txt) pci=$(grep -c 'fault: killing pci' /tmp/err.txt); `
     // microhv's own last messages (a refused option is followed by the usage, left out here).
@@ -75,6 +75,8 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
         + section('disk-ro', 'disk', 'write', { path: TMP_IMAGE, readonly: true }, 90)
         // A driver that leaves MSI-X off: the function's INTx pin, through the pci and ioapic domains.
         + section('disk-intx', 'disk', 'write', { path: TMP_IMAGE }, 90, '', 'pci=nomsi')
+        // Two disks, each with its own block domain: the first with two request queues, the second read-only.
+        + section('two-disks', 'disk', 'write', { path: TMP_IMAGE, queues: 2 }, 90, microhvDiskArg({ path: FLUSH_IMAGE, readonly: true }))
         + section('verify', 'fioverify', '20,16', { path: DIRECT_IMAGE, direct: true }, 150)
         + section('flush', 'flushcheck', String(FLUSH_MIB), { path: FLUSH_IMAGE, direct: true }, 90)
         + `echo image-sha256=$(head -c ${FLUSH_MIB * 1048576} ${FLUSH_IMAGE} | sha256sum | cut -d' ' -f1)`,
@@ -109,6 +111,17 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
     // One line, level-triggered on the slot's _PRT GSI, that has fired.
     expect(t).toMatch(new RegExp(`microhv-guest: disk irq ${pciIntxGsi(1, 0)}: [1-9]\\d* IO-APIC ${pciIntxGsi(1, 0)}-fasteoi virtio0`));
     expect(t).not.toMatch(/disk irq .*MSI/);
+  });
+
+  test('two_disks_each_get_their_own_function_domain_size_queues_and_flag', () => {
+    const t = out.get('two-disks');
+    expect(t).toContain('run-exit=0');
+    expect(t).toContain(`microhv-guest: disk vda sectors=${(IMAGE_MIB << 20) / 512} ro=0 queues=2`);
+    expect(t).toContain(`microhv-guest: disk vdb sectors=${(64 << 20) / 512} ro=1 queues=1`);
+    expect(t).toContain('microhv-guest: disk write ok');
+    // Each disk's interrupts on its own function's vectors: one per queue on the first.
+    expect(t).toMatch(/disk irq \d+: \d+ PCI-MSIX-0000:00:01\.0 \S+ virtio0-req\.1/);
+    expect(t).toMatch(/disk irq \d+: [1-9]\d* PCI-MSIX-0000:00:02\.0 \S+ virtio1-req\.0/);
   });
 
   test('fioverify_20s_qd16_direct_passes_with_no_io_error', () => {

@@ -90,11 +90,13 @@ case "$scenario" in
     setsid cttyhack sh
     ;;
   disk)
-    # disk [write]: the first virtio disk as the guest sees it, its size in 512-byte sectors and its
-    # read-only flag; with write, also whether a 4 KiB O_DIRECT write to its first block goes through;
+    # disk [write]: each virtio disk as the guest sees it, its size in 512-byte sectors, its read-only
+    # flag and its request queues; with write, for the first one, also whether a 4 KiB O_DIRECT write to its first block goes through;
     # then its lines of /proc/interrupts.
     if [ -b /dev/vda ]; then
-      say "disk vda sectors=$(cat /sys/block/vda/size) ro=$(cat /sys/block/vda/ro)"
+      for d in /sys/block/vd*; do
+        say "disk ${d##*/} sectors=$(cat "$d/size") ro=$(cat "$d/ro") queues=$(ls "$d/mq" | wc -l)"
+      done
       if [ "$args" = write ]; then
         if dd if=/dev/zero of=/dev/vda bs=4096 count=1 oflag=direct conv=notrunc,fsync 2>/tmp/dd.err; then say "disk write ok"
         else say "disk write failed: $(head -1 /tmp/dd.err)"; fi
