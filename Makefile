@@ -44,9 +44,16 @@ $(CACHE)/npm.stamp: package.json package-lock.json
 	@touch $@
 
 # Compiles the whole tree into dist/; tsc type-checks as it emits, and fails on any type error.
+# Entry points started as processes or threads; each is also bundled into one file beside it
+# (dist/X.bundle.mjs), which microhv starts instead (microhv/worker-path.ts): loading one file
+# instead of some fifty modules makes a process start several times faster on an emulated CPU.
+BUNDLES := microhv/run microhv/vm/vcpu-worker driver-domains/runtime/main driver-domains/block/main
+
 build: setup
 	rm -rf dist
 	npx tsc -p tsconfig.json
+	npx esbuild $(BUNDLES:%=dist/%.js) --bundle --platform=node --format=esm --target=node20 --external:koffi \
+	  --outbase=dist --outdir=dist --out-extension:.js=.bundle.mjs --log-level=warning
 
 typecheck: setup
 	npx tsc -p tsconfig.json --noEmit

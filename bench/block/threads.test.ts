@@ -16,6 +16,8 @@ describe('processName', () => {
   it('names_the_domains_microhv_and_qemu_from_their_command_lines', () => {
     expect(processName('node\x00/opt/microhv/dist/driver-domains/block/main.js\x00--image\x00x', 'node')).toBe('block');
     expect(processName('node\x00dist/microhv/main.js\x00run', 'node')).toBe('microhv');
+    expect(processName('node\x00/opt/microhv/dist/driver-domains/runtime/main.bundle.mjs\x00--virtio-blk\x001:1', 'node')).toBe('stub-domain');
+    expect(processName('node\x00dist/microhv/main.bundle.mjs\x00run', 'node')).toBe('microhv');
     expect(processName('qemu-system-x86_64\x00-m\x00512', 'qemu-system-x86')).toBe('qemu');
     expect(processName('', 'ksoftirqd/1')).toBe('ksoftirqd/1');
   });

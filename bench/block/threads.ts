@@ -32,7 +32,8 @@ export function parseStat(line: string): { comm: string; ticks: number; sys: num
 /** A short name for a process from its command line. */
 export function processName(cmdline: string, comm: string): string {
   const args = cmdline.split('\0');
-  const script = args.find((a) => a.endsWith('.js')) ?? '';
+  // The entry's module or its bundle (microhv/worker-path.ts).
+  const script = (args.find((a) => a.endsWith('.js') || a.endsWith('.mjs')) ?? '').replace(/\.bundle\.mjs$/, '.js');
   if (script.endsWith('block/main.js')) return 'block';
   if (script.endsWith('microhv/main.js')) return 'microhv';
   if (script.endsWith('runtime/main.js')) return 'stub-domain';

@@ -4,7 +4,7 @@
 // ioeventfds would, kill -9 with requests in flight and a successor on the same fds, and
 // hostile start-ups. Needs the build (npx tsc -p .); no KVM, no privileges.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -19,7 +19,7 @@ import { IoreqClient, fromBig, toBig } from '../../microhv/ioreq/client.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { EndpointTable, createEndpoint, slotPageBytes, type EndpointFds } from '../../microhv/ioreq/endpoints.js';
 import * as sys from '../../microhv/sys/index.js';
-import { repoRoot } from '../build.js';
+import { entryPoint } from '../../microhv/worker-path.js';
 import { STATUS } from '../virtio/device.js';
 import { COMMON_CFG, DEVICE_CFG_OFFSET, NOTIFY_CFG_OFFSET, NOTIFY_OFF_MULTIPLIER, notifyOffset } from '../virtio/pci.js';
 import { FakeGuestMemory, VirtioPciDriver, type Bar, type DriverQueue } from '../virtio/testing.js';
@@ -47,10 +47,9 @@ async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<vo
 }
 const efd = (): number => sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK);
 
+/** The script microhv starts: the bundle when the build made one. */
 function mainJs(): string {
-  const js = join(repoRoot(), 'dist', 'driver-domains', 'block', 'main.js');
-  if (!existsSync(js)) throw new Error(`${js} is missing: run npx tsc -p .`);
-  return js;
+  return entryPoint('driver-domains/block/main');
 }
 
 interface Instance {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as sys from '../sys/index.js';
 import { Kvm, KvmError } from './index.js';
-import { compiledWorker } from '../worker-path.js';
+import { entryPoint } from '../worker-path.js';
 import { checkTinyGuestExits, type TinyGuestExit } from './tiny-guest.js';
 
 export { TINY_GUEST_BYTES, TINY_GUEST_PORT } from './tiny-guest.js';
@@ -31,7 +31,7 @@ export function runTinyGuest(opts: TinyGuestOptions = {}): Promise<TinyGuestResu
   const deadlineMs = opts.deadlineMs ?? 1000;
   const stop = new SharedArrayBuffer(4);
   const kickSignal = sys.consts.SIGUSR2;
-  const worker = new Worker(compiledWorker(import.meta.url, 'tiny-guest-worker.js'), { workerData: { devKvm: opts.devKvm ?? '/dev/kvm', stop, kickSignal, spin: opts.spin ?? false } });
+  const worker = new Worker(entryPoint('microhv/kvm/tiny-guest-worker'), { workerData: { devKvm: opts.devKvm ?? '/dev/kvm', stop, kickSignal, spin: opts.spin ?? false } });
   return new Promise<TinyGuestResult>((resolve, reject) => {
     let started = 0;
     let timedOut = false;

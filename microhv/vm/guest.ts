@@ -7,7 +7,7 @@ import * as sys from '../sys/index.js';
 import { Kvm, type MsrEntry, type Regs, type Sregs, type Vm, type Vcpu } from '../kvm/index.js';
 import { planLinuxBoot, type BootPlan } from '../../boot/linux.js';
 import { IOAPIC_PINS, KVM_IDENTITY_MAP, KVM_TSS } from '../../boot/layout.js';
-import { compiledWorker } from '../worker-path.js';
+import { entryPoint } from '../worker-path.js';
 import { GuestMemory } from './memory.js';
 import { RESET_MSRS, bootMsrs, guestCpuid } from './cpuid.js';
 import { STAT } from './io-dispatch.js';
@@ -40,7 +40,7 @@ interface VcpuThread { readonly vcpu: Vcpu; worker?: Worker; exited?: Promise<vo
 /** A vCPU thread started ahead of its vCPU: its modules load while the core builds the guest. */
 interface SpareWorker { readonly worker: Worker; error?: Error }
 function spareWorker(): SpareWorker {
-  const spare: SpareWorker = { worker: new Worker(compiledWorker(import.meta.url, 'vcpu-worker.js')) };
+  const spare: SpareWorker = { worker: new Worker(entryPoint('microhv/vm/vcpu-worker')) };
   spare.worker.once('error', (e) => { spare.error = e; });
   return spare;
 }

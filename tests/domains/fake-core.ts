@@ -5,15 +5,13 @@
 // restarts, and records the domain's notifications. It is deliberately not
 // microhv's DomainManager: the domain is tested against the contract alone.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import * as sys from '../../microhv/sys/index.js';
 import { EndpointTable, createEndpoint, type EndpointFds } from '../../microhv/ioreq/endpoints.js';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
 import { AddressSpace, Capability, ErrorCode, IrqLinesLayout, Role, type PlatformEventKind, type RouteIoapicPin } from '../../idl/generated/control.js';
-import { repoRoot } from '../../driver-domains/build.js';
+import { entryPoint } from '../../microhv/worker-path.js';
 import { spawnSandboxed, type SandboxPlan } from '../../microhv/domains/sandbox.js';
 
 export const STATE_REGION_BYTES = 256 * 1024;
@@ -63,10 +61,9 @@ export class FakeCore {
     this.server = new ControlServer(this.reactor, { onFrame: (c, f) => this.onFrame(c, f) });
   }
 
+  /** The script microhv starts: the bundle when the build made one. */
   static mainJs(): string {
-    const js = join(repoRoot(), 'dist', 'driver-domains', 'runtime', 'main.js');
-    if (!existsSync(js)) throw new Error(`${js} is missing: run npx tsc -p tsconfig.json`);
-    return js;
+    return entryPoint('driver-domains/runtime/main');
   }
 
   /**
