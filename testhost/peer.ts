@@ -2,7 +2,7 @@
 // It is what microhv is compared with, and the proof that the guest image boots.
 import { GUEST_IN_TESTHOST } from '../images/build.js';
 
-/** A raw disk image for the guest (its /dev/vda), as microhv's `--disk PATH[,readonly][,direct][,queues=N]` takes it. */
+/** A raw disk image for the guest (its /dev/vda), as microhv's `--disk PATH[,readonly][,direct][,uring][,queues=N]` takes it. */
 export interface GuestDisk {
   readonly path: string;
   readonly readonly?: boolean;
@@ -12,6 +12,8 @@ export interface GuestDisk {
   readonly aio?: 'io_uring' | 'native' | 'threads';
   /** Request queues (virtio-blk multiqueue); 1 by default. */
   readonly queues?: number;
+  /** microhv only: the block domain serves the image through its own io_uring (`--disk ...,uring`). */
+  readonly uring?: boolean;
 }
 
 export interface GuestBoot {
@@ -51,5 +53,5 @@ export function qemuDiskArgs(d: GuestDisk): string[] {
 
 /** microhv's `--disk` option for the same disk. */
 export function microhvDiskArg(d: GuestDisk): string {
-  return `--disk ${[d.path, ...(d.readonly ? ['readonly'] : []), ...(d.direct ? ['direct'] : []), ...(d.queues === undefined ? [] : [`queues=${d.queues}`])].join(',')}`;
+  return `--disk ${[d.path, ...(d.readonly ? ['readonly'] : []), ...(d.direct ? ['direct'] : []), ...(d.uring === true ? ['uring'] : []), ...(d.queues === undefined ? [] : [`queues=${d.queues}`])].join(',')}`;
 }

@@ -1,6 +1,7 @@
-// The block domain, as the guest sees it through `microhv run --disk PATH[,readonly][,direct]`: a
-// virtio-blk disk of the image's size with the right read-only flag; fio's data checks pass with no
-// I/O error under load, also while the block domain or the pci domain is killed every 2 s (the
+// The block domain, as the guest sees it through `microhv run --disk PATH[,readonly][,direct][,uring]`:
+// a virtio-blk disk of the image's size with the right read-only flag, on its MSI-X vectors or its INTx
+// line; fio's data checks pass with no I/O error under load, on libuv's thread pool and on the domain's
+// own io_uring, also while the block domain or the pci domain is killed every 2 s (the
 // stalls the guest sees are printed); and data written with O_DIRECT and flushed is in the image
 // once microhv has exited. Two test-host boots, each running several guests one after another.
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -19,16 +20,19 @@ const FLUSH_MIB = 16;
 const TMP_IMAGE = '/tmp/blk-a.img';
 const DIRECT_IMAGE = '/scratch/blk-b.img';
 const FLUSH_IMAGE = '/scratch/blk-c.img';
+const URING_IMAGE = '/scratch/blk-d.img';
 
 /**
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
  * guest's lines, microhv's count of injected kills per domain and its own last messages.
  */
-function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, extra = '', kernelArgs = ''): string {
+function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, extra = '', kernelArgs = '', vcpus = 1): string {
   const cmdline = `console=ttyS0 quiet panic=-1 ${kernelArgs}${kernelArgs ? ' ' : ''}microhv.scenario=${scenario} microhv.args=${args}`;
   return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; `
-    + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${extra}`, 1, timeoutS)
+    + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${extra}`, vcpus, timeoutS)
     + `grep -a 'microhv-guest:' /tmp/console.log; `
+    // The first block domain's start-up line: the image, its options and its I/O path (io_uring or thread pool).
+    + `grep -m1 '^block\\[[0-9]*\\]: .* generation 1:' /tmp/err.txt; `
     + `echo kills block=$(grep -c 'fault: killing block' /tmp/err.txt) pci=$(grep -c 'fault: killing pci' /tmp/err.txt); `
     // microhv's own last messages (a refused option is followed by the usage, left out here).
     + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `
@@ -69,15 +73,18 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
   let out = new Map<string, string>();
   beforeAll(async () => {
     const r = await runInTestHost({
-      image, scratchMiB: 512, timeoutMs: 420_000,
-      command: `truncate -s ${IMAGE_MIB}M ${TMP_IMAGE} ${DIRECT_IMAGE} && truncate -s 64M ${FLUSH_IMAGE}; `
+      image, scratchMiB: 512, timeoutMs: 720_000,
+      command: `truncate -s ${IMAGE_MIB}M ${TMP_IMAGE} ${DIRECT_IMAGE} ${URING_IMAGE} && truncate -s 64M ${FLUSH_IMAGE}; `
         + section('disk-rw', 'disk', 'write', { path: TMP_IMAGE }, 90)
         + section('disk-ro', 'disk', 'write', { path: TMP_IMAGE, readonly: true }, 90)
         // A driver that leaves MSI-X off: the function's INTx pin, through the pci and ioapic domains.
         + section('disk-intx', 'disk', 'write', { path: TMP_IMAGE }, 90, '', 'pci=nomsi')
-        // Two disks, each with its own block domain: the first with two request queues, the second read-only.
-        + section('two-disks', 'disk', 'write', { path: TMP_IMAGE, queues: 2 }, 90, microhvDiskArg({ path: FLUSH_IMAGE, readonly: true }))
+        // Two disks, each with its own block domain: the first with two request queues (Linux uses at
+        // most one per CPU, hence two vCPUs), the second read-only.
+        + section('two-disks', 'disk', 'write', { path: TMP_IMAGE, queues: 2 }, 90, microhvDiskArg({ path: FLUSH_IMAGE, readonly: true }), '', 2)
         + section('verify', 'fioverify', '20,16', { path: DIRECT_IMAGE, direct: true }, 150)
+        // The job once seen to stall for good on the io_uring path (cause not found; it has not recurred since).
+        + section('verify-uring', 'fioverify', '20,16', { path: URING_IMAGE, direct: true, uring: true }, 150)
         + section('flush', 'flushcheck', String(FLUSH_MIB), { path: FLUSH_IMAGE, direct: true }, 90)
         + `echo image-sha256=$(head -c ${FLUSH_MIB * 1048576} ${FLUSH_IMAGE} | sha256sum | cut -d' ' -f1)`,
     });
@@ -100,7 +107,7 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
 
   test('with_msix_the_disk_interrupts_through_its_vectors', () => {
     const t = out.get('disk-rw') ?? '';
-    expect(t).toMatch(/microhv-guest: disk irq \d+: [1-9]\d* PCI-MSIX-0000:00:01\.0 \S+ virtio0-/);
+    expect(t).toMatch(/microhv-guest: disk irq \d+: [1-9]\d* PCI-MSI \S+ virtio0-req\.0/);
     expect(t).not.toMatch(/disk irq .*IO-APIC/);
   });
 
@@ -120,12 +127,21 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
     expect(t).toContain(`microhv-guest: disk vdb sectors=${(64 << 20) / 512} ro=1 queues=1`);
     expect(t).toContain('microhv-guest: disk write ok');
     // Each disk's interrupts on its own function's vectors: one per queue on the first.
-    expect(t).toMatch(/disk irq \d+: \d+ PCI-MSIX-0000:00:01\.0 \S+ virtio0-req\.1/);
-    expect(t).toMatch(/disk irq \d+: [1-9]\d* PCI-MSIX-0000:00:02\.0 \S+ virtio1-req\.0/);
+    // Two vCPUs: a count per CPU on each line.
+    expect(t).toMatch(/disk irq \d+:( \d+){2} PCI-MSI \S+ virtio0-req\.1/);
+    expect(t).toMatch(/disk irq \d+:( \d+)* [1-9]\d*( \d+)* PCI-MSI \S+ virtio1-req\.0/);
   });
 
   test('fioverify_20s_qd16_direct_passes_with_no_io_error', () => {
     expectVerified(out.get('verify'));
+  });
+
+  test('fioverify_20s_qd16_direct_on_the_domains_io_uring_passes_with_no_io_error', () => {
+    const t = out.get('verify-uring');
+    expectVerified(t);
+    // Served by the ring, not by a silent fall back to the thread pool.
+    expect(t).toMatch(/^block\[\d+\]: \/scratch\/blk-d\.img .*O_DIRECT, io_uring\) generation 1: fresh device/m);
+    expect(t).not.toMatch(/no io_uring/);
   });
 
   test('flushed_o_direct_data_is_in_the_image_after_microhv_exits', () => {
