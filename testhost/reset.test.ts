@@ -1,7 +1,7 @@
 // Which test-host endings are the emulated machine's own fault (run once more) and which are
 // real failures of the command or of the test host's kernel (reported as they are).
 import { describe, expect, test } from 'vitest';
-import { TestHostError, testHostFault, type TestHostErrorCode } from './testhost.js';
+import { LOCKUP_S, TestHostError, longestLockup, testHostFault, type TestHostErrorCode } from './testhost.js';
 
 function ended(code: TestHostErrorCode, qemuExit: number | null, klog: string): TestHostError {
   const e = new TestHostError(code, 'test host ended', klog);
@@ -23,6 +23,15 @@ describe('testHostFault', () => {
     expect(testHostFault(ended('BOOT_TIMEOUT', null, ''))).toMatch(/hung while booting/);
     expect(testHostFault(ended('BOOT_TIMEOUT', null, 'watchdog: BUG: soft lockup - CPU#1 stuck for 44s!'))).toMatch(/hung while booting/);
     expect(testHostFault(ended('QEMU_FAILED', 0, ''))).toMatch(/reset itself while booting/);
+  });
+
+  test('a_cpu_locked_up_for_minutes_is_one_and_the_longest_report_is_what_counts', () => {
+    expect(testHostFault(ended('LOCKUP', null, 'watchdog: BUG: soft lockup - CPU#1 stuck for 78s! [node:2151]'))).toMatch(/locked up/);
+    const log = '[ 268.65] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [node:2151]\n[ 296.65] watchdog: BUG: soft lockup - CPU#1 stuck for 52s! [node:2151]\n';
+    expect(longestLockup(log)).toBe(52);
+    expect(longestLockup(log)).toBeLessThan(LOCKUP_S);
+    expect(longestLockup(`${log}[ 324.65] watchdog: BUG: soft lockup - CPU#0 stuck for 78s! [qemu-system-x86:99]`)).toBe(78);
+    expect(longestLockup('[ 15.1] kvm [128]: vcpu0, guest rIP: 0x0 Unhandled WRMSR(0xc0010007) = 0xffff')).toBe(0);
   });
 
   test('a_qemu_that_failed_or_was_killed_and_a_timeout_are_not', () => {

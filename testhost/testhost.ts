@@ -14,7 +14,7 @@ import { which, ImageError } from '../images/stage.js';
 import { ConsoleParser } from './markers.js';
 import { probeKvm } from '../microhv/kvm/probe.js';
 
-export type TestHostErrorCode = 'MISSING_TOOL' | 'SCRATCH_FAILED' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED';
+export type TestHostErrorCode = 'MISSING_TOOL' | 'SCRATCH_FAILED' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED' | 'LOCKUP';
 export class TestHostError extends Error {
   /** QEMU's pid, where it was started (it is dead by the time this is thrown). */
   qemuPid: number | undefined;
@@ -131,10 +131,24 @@ export function testHostFault(e: unknown): string | undefined {
   // Before the command started nothing of ours ran: whatever the kernel logged is the machine's.
   if (e.code === 'QEMU_FAILED' && e.qemuExit === 0) return 'the test host reset itself while booting';
   if (e.code === 'BOOT_TIMEOUT') return 'the test host hung while booting';
+  // A CPU of the test host's kernel that has not scheduled for minutes: seen inside KVM_RUN while the
+  // emulator ran a nested guest (an interrupt that never ends the guest's run), under microhv and
+  // under the QEMU/KVM peer alike. No process can cause that, and nothing it runs can end it.
+  if (e.code === 'LOCKUP') return 'a CPU of the test host locked up';
   if (e.code === 'NO_EXIT_STATUS' && e.qemuExit === 0 && !/Kernel panic|Oops|BUG:|general protection/.test(e.kernelLogTail)) {
     return 'the test host reset itself mid-command';
   }
   return undefined;
+}
+
+/** A soft lockup this long (the kernel reports one every 26 s or so) ends the run as the machine's fault. */
+export const LOCKUP_S = 78;
+
+/** The longest soft lockup the test host's kernel reported, in seconds (0: none). */
+export function longestLockup(kernelLog: string): number {
+  let worst = 0;
+  for (const m of kernelLog.matchAll(/watchdog: BUG: soft lockup - CPU#\d+ stuck for (\d+)s!/g)) worst = Math.max(worst, Number(m[1]));
+  return worst;
 }
 
 /** Runs after a test-host fault (testHostFault) before the fault is the result. */
@@ -216,6 +230,11 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       const timer = setTimeout(() => {
         fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())));
       }, timeoutMs);
+      const lockupWatch = setInterval(() => {
+        const log = kernelLog();
+        const stuck = longestLockup(log);
+        if (stuck >= LOCKUP_S) fail(new TestHostError('LOCKUP', `a CPU of the test host was stuck for ${stuck} s (soft lockup); QEMU was killed`, tail(log)));
+      }, 5000);
 
       child.stdout!.on('data', (chunk: Buffer) => {
         emit(parser.feed(decoder.write(chunk)));
@@ -226,6 +245,7 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         clearTimeout(bootTimer);
+        clearInterval(lockupWatch);
         live.delete(child);
         const resetLog = (): string => { try { return tail(readFileSync(qemuLog, 'utf8'), 40); } catch { return ''; } };
         if (failure) { failure.qemuPid = child.pid; failure.output = output; failure.resetLog = resetLog(); return reject(failure); }
