@@ -29,9 +29,10 @@ function rootDir(): string {
  * `microhv/vm/vcpu-worker`): dist/<entry>.bundle.mjs when it is current, else dist/<entry>.js.
  */
 export function entryPoint(entry: string): string {
-  const js = join(rootDir(), 'dist', `${entry}.js`);
+  const dist = join(rootDir(), 'dist');
+  const js = join(dist, `${entry}.js`);
   if (!existsSync(js)) throw new WorkerPathError(`${js} is missing: run make build`);
-  const bundle = join(rootDir(), 'dist', `${entry}.bundle.mjs`);
+  const bundle = join(dist, `${entry}.bundle.mjs`);
   try {
     if (statSync(bundle).mtimeMs >= statSync(js).mtimeMs) return bundle;
   } catch { /* not bundled: the module itself */ }

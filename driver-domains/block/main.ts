@@ -33,7 +33,7 @@ import { IoreqServer, type IoreqHandler, type IoSpace } from '../../idl/ioreq/se
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import {
-  CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, mapPageAndEventfd, requestReply, takeFd,
+  CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, getIntxRequest, installStartFilter, requestReply, takeFd, type IntxRequest,
 } from '../runtime/process-common.js';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { installFilter, sealedRules, uringRules } from '../runtime/seccomp.js';
@@ -93,9 +93,6 @@ const HANDLERS = {
   msixEventfdsReply: (d, f) => d.stray(f),
   intxRequestReply: (d, f) => d.stray(f),
 } satisfies Record<FromMicrohv, Handler>;
-
-/** The function's INTx request (control.proto, "INTx"): the word this domain writes and the eventfd that says so. */
-export interface IntxRequest { readonly word: Uint32Array; readonly changed: number }
 
 /**
  * MSI-X vectors go to microhv's eventfds, the INTx request to its page (the pci domain routes
@@ -204,7 +201,8 @@ class BlockProcess {
     const memory = await this.guestMemory(guest);
     const backend = await this.image();
     const msix = await this.msixEventfds(guest, a.queues + 1);
-    this.sink = new FunctionInterrupts(msix, await this.intxRequest(guest), (text) => this.warn(text));
+    const pin = await getIntxRequest(this.conn, guest, this.args.slot, true, (why) => this.warn(`no INTx request page (${why}): a driver without MSI-X gets no interrupt`));
+    this.sink = new FunctionInterrupts(msix, pin, (text) => this.warn(text));
 
     let block: BlockDomain;
     try {
@@ -350,21 +348,6 @@ class BlockProcess {
     for (const fd of f.fds) if (!out.includes(fd)) closeFds([fd]);
     if (out.length < want) this.warn(`microhv gave ${out.length} MSI-X eventfds for ${want} vectors: signals on the others are counted, not sent`);
     return out;
-  }
-
-  /** GetIntxRequest for this function: its page mapped shared. A core that refuses it leaves INTx counted, not sent. */
-  private async intxRequest(guest: number): Promise<IntxRequest | undefined> {
-    let f: Frame;
-    try {
-      f = await this.request({ case: 'getIntxRequest', value: { guestId: guest, slot: this.args.slot } }, 'intxRequestReply');
-    } catch (e) {
-      if (!(e instanceof DomainProcessError) || e.code !== 'CONTROL') throw e;
-      this.warn(`no INTx request page (${e.message}): a driver without MSI-X gets no interrupt`);
-      return undefined;
-    }
-    if (f.body.case !== 'intxRequestReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
-    const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, PAGE, sys.consts.PROT_READ | sys.consts.PROT_WRITE, 'INTx request');
-    return { word: new Uint32Array(buffer, 0, 1), changed };
   }
 
   /** Ioreqs on the BAR: microhv sends offsets from the BAR's base, wherever the pci domain placed it. */

@@ -17,14 +17,14 @@ import { adoptControl, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
 import {
-  AddressSpace, ENVELOPE_BODY_SENDER, ErrorCode, IntxRequestLayout, PlatformEventKind, Role,
+  AddressSpace, ENVELOPE_BODY_SENDER, ErrorCode, PlatformEventKind, Role,
   type EnvelopeBody, type EnvelopeBodyCase, type Hello,
 } from '../../idl/generated/control.js';
 import { ACPI_PM, COM1, I8042, IOAPIC_BASE, PCI_CONFIG_PORTS, PCI_ECAM } from '../../boot/layout.js';
 import { LogLevel, PlatformEvent, type IoapicExports, type PciExports, type StubExportsByKind, type StubKind } from './abi.js';
 import { ConsoleLog, ConsoleSocket } from './console-io.js';
 import { StubRuntime } from './domain.js';
-import { CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, installStartFilter, mapPageAndEventfd, requestReply, takeFd } from './process-common.js';
+import { CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, getIntxRequest, installStartFilter, mapPageAndEventfd, requestReply, takeFd } from './process-common.js';
 import { installFilter, sealedRules } from './seccomp.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import { IoapicDelivery } from './ioapic-delivery.js';
@@ -324,7 +324,8 @@ class Domain {
           }
           return refs as number[];
         },
-        intxRequest: (slot) => this.intxRequest(guest, slot),
+        // Read-only here; refused (an older core): the pin is never driven.
+        intxRequest: (slot) => getIntxRequest(this.conn, guest, slot, false, (why) => this.warn(`INTx of slot ${slot} unavailable: ${why}`)),
         watch: (fd, onReadable) => {
           const key = this.reactor.add(fd, sys.consts.EPOLLIN, onReadable);
           return () => this.reactor.remove(key, fd);
@@ -438,23 +439,6 @@ class Domain {
     const lines = new IrqLines(buffer);
     this.lineFds = { lines, changed };
     if (r.isSource) this.lineSource = { lines, bit: r.sourceBit, changed };
-  }
-
-  /** GetIntxRequest: a backend's INTx request page, read-only here. Refused (an older core): the pin is never driven. */
-  private async intxRequest(guest: number, slot: number): Promise<{ word: Uint32Array; changed: number } | undefined> {
-    let f: Frame;
-    try {
-      f = await this.request({ case: 'getIntxRequest', value: { guestId: guest, slot } }, 'intxRequestReply');
-    } catch (e) {
-      if (e instanceof DomainProcessError && e.code === 'CONTROL') {
-        this.warn(`INTx of slot ${slot} unavailable: ${e.message}`);
-        return undefined;
-      }
-      throw e;
-    }
-    if (f.body.case !== 'intxRequestReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
-    const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, IntxRequestLayout.INTX_REQUEST_PAGE_BYTES, sys.consts.PROT_READ, 'INTx request');
-    return { word: new Uint32Array(buffer, 0, 1), changed };
   }
 
   private stopServing(): void {

@@ -5,7 +5,7 @@
 import * as sys from '../../microhv/sys/index.js';
 import type { Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
-import { ErrorCode, type EnvelopeBody, type EnvelopeBodyCase, type IoreqRangeReply } from '../../idl/generated/control.js';
+import { ErrorCode, IntxRequestLayout, type EnvelopeBody, type EnvelopeBodyCase, type IoreqRangeReply } from '../../idl/generated/control.js';
 import type { IoreqEndpointFds } from '../../idl/ioreq/server.js';
 import { closeInheritedFds } from './fds.js';
 import { DomainProcessError } from './process-errors.js';
@@ -88,6 +88,28 @@ export function mapPageAndEventfd(f: Frame, page: number | undefined, changed: n
     // The mapping keeps the page.
     sys.close(pageFd);
   }
+}
+
+/** A PCI function's INTx request (control.proto, "INTx"): the backend's word and the eventfd that says it changed. */
+export interface IntxRequest { readonly word: Uint32Array; readonly changed: number }
+
+/**
+ * GetIntxRequest for function `slot`, its page mapped shared (writable for the backend, read-only
+ * for the pci domain). A core that refuses it is told to `refused` and gives undefined.
+ */
+export async function getIntxRequest(conn: Connection, guest: number, slot: number, writable: boolean, refused: (why: string) => void): Promise<IntxRequest | undefined> {
+  let f: Frame;
+  try {
+    f = await requestReply(conn, { case: 'getIntxRequest', value: { guestId: guest, slot } }, 'intxRequestReply');
+  } catch (e) {
+    if (!(e instanceof DomainProcessError) || e.code !== 'CONTROL') throw e;
+    refused(e.message);
+    return undefined;
+  }
+  if (f.body.case !== 'intxRequestReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
+  const prot = writable ? sys.consts.PROT_READ | sys.consts.PROT_WRITE : sys.consts.PROT_READ;
+  const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, IntxRequestLayout.INTX_REQUEST_PAGE_BYTES, prot, 'INTx request');
+  return { word: new Uint32Array(buffer, 0, 1), changed };
 }
 
 /** The endpoint fds of an IoreqRangeReply; every one must have come with the frame. */

@@ -291,21 +291,13 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
       }
       case 'bindIoeventfd': return this.bindIoeventfd(d, c, f, body.value);
       case 'getMsixEventfds': {
-        const r = body.value;
-        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
-        // The pci domain may watch any function's vectors; a backend gets only its own function's.
-        const b = d.role === Role.ROLE_PCI ? this.backendAt(r.slot)?.backend : d.backend?.pci.slot === r.slot ? d.backend : undefined;
-        if (!b) return c.replyError(f, d.role === Role.ROLE_PCI || d.backend ? ErrorCode.ERROR_CODE_INVALID_ARGUMENT : ErrorCode.ERROR_CODE_NOT_PERMITTED, `no MSI-X function at slot ${r.slot} for ${d.sup.name}`);
-        c.reply(f, { case: 'msixEventfdsReply', value: { eventfds: b.msix.map((_, i) => ({ index: i })) } }, b.msix.map((v) => v.fd));
+        const b = this.signalsOf(d, c, f, body.value, 'MSI-X function');
+        if (b) c.reply(f, { case: 'msixEventfdsReply', value: { eventfds: b.msix.map((_, i) => ({ index: i })) } }, b.msix.map((v) => v.fd));
         return;
       }
       case 'getIntxRequest': {
-        const r = body.value;
-        if (r.guestId !== GUEST_ID) return c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
-        // As for the MSI-X eventfds: the pci domain any function's, a backend only its own.
-        const b = d.role === Role.ROLE_PCI ? this.backendAt(r.slot)?.backend : d.backend?.pci.slot === r.slot ? d.backend : undefined;
-        if (!b) return c.replyError(f, d.role === Role.ROLE_PCI || d.backend ? ErrorCode.ERROR_CODE_INVALID_ARGUMENT : ErrorCode.ERROR_CODE_NOT_PERMITTED, `no PCI function at slot ${r.slot} for ${d.sup.name}`);
-        c.reply(f, { case: 'intxRequestReply', value: { page: { index: 0 }, changed: { index: 1 } } }, [b.intx.page, b.intx.changed]);
+        const b = this.signalsOf(d, c, f, body.value, 'PCI function');
+        if (b) c.reply(f, { case: 'intxRequestReply', value: { page: { index: 0 }, changed: { index: 1 } } }, [b.intx.page, b.intx.changed]);
         return;
       }
       case 'setMsiRoute': {
@@ -325,6 +317,17 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
       default:
         c.replyError(f, ErrorCode.ERROR_CODE_UNSUPPORTED, `${body.case} is not served yet`);
     }
+  }
+
+  /**
+   * The function whose interrupt signals (MSI-X eventfds, INTx request) `d` asks for: the pci
+   * domain may have any function's, a backend only its own. Answers the refusal itself.
+   */
+  private signalsOf(d: Domain, c: Connection, f: Frame, r: { guestId: number; slot: number }, what: string): BackendState | undefined {
+    if (r.guestId !== GUEST_ID) return void c.replyError(f, ErrorCode.ERROR_CODE_NO_SUCH_GUEST, `no guest ${r.guestId}`);
+    const b = d.role === Role.ROLE_PCI ? this.backendAt(r.slot)?.backend : d.backend?.pci.slot === r.slot ? d.backend : undefined;
+    if (!b) c.replyError(f, d.role === Role.ROLE_PCI || d.backend ? ErrorCode.ERROR_CODE_INVALID_ARGUMENT : ErrorCode.ERROR_CODE_NOT_PERMITTED, `no ${what} at slot ${r.slot} for ${d.sup.name}`);
+    return b;
   }
 
   private backendAt(slot: number): Domain | undefined {
