@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { FailureDigest } from './tests/support/failure-digest.js';
 
 // Test-host tests: each boots the QEMU test host (TCG with an emulated SVM CPU,
 // or KVM where the probe says it is usable) and runs real KVM inside it. They
@@ -9,5 +10,7 @@ export default defineConfig({
     testTimeout: 600_000,
     hookTimeout: 600_000,
     fileParallelism: false,
+    // The digest repeats each failure in a few lines at the very end, where a log's tail shows it.
+    reporters: ['default', new FailureDigest()],
   },
 });

@@ -33,7 +33,10 @@ export class TestHostError extends Error {
 export type Accel = 'tcg' | 'kvm';
 export interface RunOptions {
   readonly command: string;
-  /** Whole run, boot included. */
+  /**
+   * The command's own time, from its start: the test host's boot has bootTimeoutMs of its own, so a
+   * command that bounds itself within this (microhv's --timeout) always gets to report.
+   */
   readonly timeoutMs?: number;
   /** Until the command starts. */
   readonly bootTimeoutMs?: number;
@@ -154,6 +157,12 @@ export function longestLockup(kernelLog: string): number {
 /** Runs after a test-host fault (testHostFault) before the fault is the result. */
 export const TEST_HOST_RERUNS = 2;
 
+/** The test host's default time to start the command. */
+export const BOOT_TIMEOUT_MS = 60_000;
+
+/** The most time runInTestHost can take with the default boot limit and this command limit, its reruns included. */
+export const worstRunMs = (timeoutMs: number): number => (TEST_HOST_RERUNS + 1) * (BOOT_TIMEOUT_MS + timeoutMs);
+
 /**
  * Boots the test host, runs `command` in /opt/microhv inside it and returns its exit status. A
  * run that the test host itself spoiled (testHostFault) is reported on stderr with the kernel's
@@ -178,7 +187,7 @@ const indent = (text: string): string => (text.trim() ? text.split('\n').map((l)
 
 async function runOnce(opts: RunOptions): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
-  const bootTimeoutMs = Math.min(opts.bootTimeoutMs ?? 60_000, timeoutMs);
+  const bootTimeoutMs = opts.bootTimeoutMs ?? BOOT_TIMEOUT_MS;
   const accel = opts.accel ?? (await defaultAccel());
   let qemu: string;
   let setpriv: string;
@@ -227,9 +236,12 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       const bootTimer = setTimeout(() => {
         if (bootMs < 0) fail(new TestHostError('BOOT_TIMEOUT', `test host did not start the command within ${bootTimeoutMs / 1000} s; QEMU was killed`, tail(kernelLog())));
       }, bootTimeoutMs);
-      const timer = setTimeout(() => {
-        fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())));
-      }, timeoutMs);
+      let timer: NodeJS.Timeout | undefined;
+      const commandStarted = (): void => {
+        timer = setTimeout(() => {
+          fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())));
+        }, timeoutMs);
+      };
       const lockupWatch = setInterval(() => {
         const log = kernelLog();
         const stuck = longestLockup(log);
@@ -238,7 +250,7 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
 
       child.stdout!.on('data', (chunk: Buffer) => {
         emit(parser.feed(decoder.write(chunk)));
-        if (parser.ready && bootMs < 0) bootMs = performance.now() - t0;
+        if (parser.ready && bootMs < 0) { bootMs = performance.now() - t0; commandStarted(); }
       });
       child.stderr!.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
       child.on('error', (err) => fail(new TestHostError('QEMU_FAILED', `cannot start QEMU: ${err.message}`, '', { cause: err })));

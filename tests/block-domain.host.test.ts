@@ -6,7 +6,7 @@
 // once microhv has exited. Two test-host boots, each running several guests one after another.
 import { beforeAll, describe, expect, test } from 'vitest';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
-import { TEST_HOST_RERUNS, runInTestHost } from '../testhost/testhost.js';
+import { runInTestHost, worstRunMs } from '../testhost/testhost.js';
 import { microhvDiskArg, type GuestDisk } from '../testhost/peer.js';
 import { pciIntxGsi } from '../boot/layout.js';
 import { microhvRunCommand } from './support/microhv-run.js';
@@ -89,8 +89,8 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
         + `echo image-sha256=$(head -c ${FLUSH_MIB * 1048576} ${FLUSH_IMAGE} | sha256sum | cut -d' ' -f1)`,
     });
     out = sections(r.output);
-  // Room for the runner's reruns after a test-host fault (each up to the command's own limit).
-  }, (TEST_HOST_RERUNS + 1) * 720_000);
+  // Room for the runner's reruns after a test-host fault (each a boot and the command's own limit).
+  }, worstRunMs(720_000));
 
   test('guest_sees_vda_with_the_image_size_and_writes_to_it', () => {
     const t = out.get('disk-rw');
@@ -167,7 +167,7 @@ describe('block domain: data checks while domains are killed every 2 s', () => {
         + section('kill-pci', 'fioverify', '30,16', { path: DIRECT_IMAGE, direct: true }, 180, '--fault kill:pci:2000:15000'),
     });
     out = sections(r.output);
-  }, (TEST_HOST_RERUNS + 1) * 420_000);
+  }, worstRunMs(420_000));
 
   test('fioverify_30s_passes_while_the_block_domain_is_killed_every_2s', () => {
     const t = out.get('kill-block') ?? '';
