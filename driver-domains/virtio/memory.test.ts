@@ -7,6 +7,16 @@ function mem(layout: { gpa: number; size: number; hostAlign?: number }[]): Guest
 }
 
 describe('GuestMemory', () => {
+  it('gives_a_region_of_exactly_4_gib_a_ring_index_view_over_all_of_it', () => {
+    // The high RAM region is exactly 4 GiB for a 7 GiB guest. The buffer is allocated lazily.
+    const m = new GuestMemory([{ gpa: 2 ** 32, bytes: new Uint8Array(new SharedArrayBuffer(2 ** 32)) }]);
+    const r = m.regions[0]!;
+
+    expect(r.u16.length).toBe(2 ** 31);
+    Atomics.store(r.u16, 2 ** 31 - 1, 0xbeef);
+    expect(r.bytes[2 ** 32 - 1]).toBe(0xbe);
+  });
+
   it('locates_a_range_inside_one_region', () => {
     const m = mem([{ gpa: 0x1000, size: 0x1000 }, { gpa: 0x10000, size: 0x1000 }]);
 

@@ -52,7 +52,8 @@ export class GuestMemory {
       let views = shared.get(r.bytes.buffer);
       if (views === undefined) {
         const buffer = r.bytes.buffer as ArrayBuffer;
-        views = { mem: new SharedBytes(buffer), u16: new Uint16Array(buffer, 0, buffer.byteLength >>> 1) };
+        // Not `>>> 1`: that is 0 for a region of exactly 4 GiB.
+        views = { mem: new SharedBytes(buffer), u16: new Uint16Array(buffer, 0, Math.floor(buffer.byteLength / 2)) };
         shared.set(r.bytes.buffer, views);
       }
       const hostAlign = r.hostAlign ?? 1;
