@@ -33,7 +33,7 @@ import { IoreqServer, type IoreqHandler, type IoSpace } from '../../idl/ioreq/se
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import {
-  CONTROL_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, getIntxRequest, installStartFilter, requestReply, takeFd, type IntxRequest,
+  CONTROL_FD, FENCE_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, getIntxRequest, hasFence, installStartFilter, requestReply, takeFd, type IntxRequest,
 } from '../runtime/process-common.js';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { installFilter, sealedRules, uringRules } from '../runtime/seccomp.js';
@@ -262,7 +262,8 @@ class BlockProcess {
             const key = this.reactor.add(fd, sys.consts.EPOLLIN, ready);
             return () => this.reactor.remove(key, fd);
           };
-          const b = await UringBackend.open(a.image, { ...o, watch, ring: { warn: (text) => this.warn(text) } });
+          // The ring holds the I/O fence: microhv starts no successor while a read of ours may still land in guest RAM.
+          const b = await UringBackend.open(a.image, { ...o, watch, ring: { warn: (text) => this.warn(text), holds: hasFence() ? [FENCE_FD] : [] } });
           this.ringFd = b.ring.fd;
           return b;
         } catch (e) {
@@ -504,7 +505,7 @@ function main(): void {
     process.exit(0);
   }
   // Before the start filter (which refuses execve) and before any work: may exec this program again.
-  const pool = ensureThreadpool(THREADPOOL_SIZE, CONTROL_FD);
+  const pool = ensureThreadpool(THREADPOOL_SIZE, FENCE_FD);
   // io_uring stays allowed until the sealed filter, which leaves only io_uring_enter on the domain's own ring.
   const seccomp = installStartFilter('block', { ioUring: args.uring });
   const domain = new BlockProcess(args);

@@ -102,11 +102,12 @@ class FakeMicrohv {
   /** `leak`: fds passed as 4, 5, ... (what a careless spawner would leak); `env`: added to the environment. */
   spawn(opts: { leak?: number[]; env?: Record<string, string> } = {}): Instance {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
-    // As microhv spawns a domain: fd 3 the control socket, an environment of PATH only.
+    const [fence, fenceEnd] = sys.pipe2(sys.consts.O_CLOEXEC);
+    // As microhv spawns a domain: fd 3 the control socket, fd 4 an I/O fence, an environment of PATH only.
     const child = spawn(process.execPath, [mainJs(), ...this.args], {
-      stdio: ['ignore', 'ignore', 'pipe', theirs, ...(opts.leak ?? [])], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
+      stdio: ['ignore', 'ignore', 'pipe', theirs, fenceEnd, ...(opts.leak ?? [])], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env },
     });
-    sys.close(theirs);
+    for (const fd of [theirs, fence, fenceEnd]) sys.close(fd);
     const conn = this.server.adopt(mine);
     conn.capabilities = new Set([Capability.CAPABILITY_STATE_REGION, Capability.CAPABILITY_MAP_GUEST_MEMORY, Capability.CAPABILITY_IOREQ_SERVER, Capability.CAPABILITY_IOEVENTFD, Capability.CAPABILITY_IRQFD]);
     let onReady = (): void => undefined;
@@ -363,6 +364,8 @@ describe.each([
         // The image went through the ring (one io_uring fd, the domain's) or through the pool (none).
         const rings = readdirSync(`/proc/${pid}/fd`).filter((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === 'anon_inode:[io_uring]'; } catch { return false; } });
         expect(rings).toHaveLength(mode === 'io_uring' ? 1 : 0);
+        // The ring holds the I/O fence (fd 4, a pipe) as its second file, so it outlives a kill until the ring is gone.
+        if (mode === 'io_uring') expect(readFileSync(`/proc/${pid}/fdinfo/${rings[0]}`, 'utf8')).toMatch(/UserFiles:\s+2\n\s+0: .*\.img\n\s+1: pipe:\[\d+\]/);
         expect(inst.stderr).toContain(`, ${mode}) generation 1`);
         expect(inst.stderr).not.toMatch(/no io_uring/);
       } finally {
@@ -571,7 +574,7 @@ describe('block domain process: hostile start-up', () => {
       const inst = mh.spawn({ leak: [secret], env: { [SANDBOX_ENV]: 'user,mnt' } });
       const exit = await inst.exited;
       expect(exit.code).toBe(3);
-      expect(inst.stderr).toMatch(/SANDBOX: inherited fd 4 \(\/memfd:test-leaked-secret/);
+      expect(inst.stderr).toMatch(/SANDBOX: inherited fd 5 \(\/memfd:test-leaked-secret/);
     });
     sys.close(secret);
   });

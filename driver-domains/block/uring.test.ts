@@ -208,6 +208,26 @@ describe('io_uring', () => {
   });
 });
 
+describe('io_uring I/O fence', () => {
+  it('keeps_a_held_file_open_after_its_own_fd_is_closed_until_the_ring_is_gone', async () => {
+    const [r, w] = sys.pipe2(sys.consts.O_CLOEXEC | sys.consts.O_NONBLOCK);
+    const file = path.join(dir, `fence-${n++}.img`);
+    fs.writeFileSync(file, pattern(0, 8, 0));
+    const fd = fs.openSync(file, 'r+');
+    const ring = Uring.create({ file: fd, ops: RW_OPS, holds: [w] });
+    sys.close(w);
+    // A writer is left (the ring's), so the empty pipe would block rather than end.
+    const scratch = new Uint8Array(8);
+    const ended = (): boolean => { try { return sys.read(r, scratch) === 0; } catch { return false; } };
+    expect(ended()).toBe(false);
+    ring.close();
+    // The kernel frees a ring, and its files, after its own exit work: shortly, not at once.
+    await until('the fence to fall', ended);
+    sys.close(r);
+    fs.closeSync(fd);
+  });
+});
+
 describe('io_uring restrictions', () => {
   it('refuse_an_sqe_opcode_not_allowed_with_eacces', async () => {
     const { ring } = ringOn(8);

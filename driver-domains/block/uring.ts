@@ -89,6 +89,11 @@ const SETUP_CHOICES: readonly number[] = [
 export interface RingOptions {
   /** The one file the ring may touch, registered as fixed file 0. */
   readonly file: number;
+  /**
+   * Files registered after it and never named by an SQE: the kernel keeps them open until the ring
+   * and every request on it are gone, even after this process (the I/O fence, FENCE_FD).
+   */
+  readonly holds?: readonly number[];
   /** SQE opcodes the restrictions allow. */
   readonly ops: readonly number[];
   /** SQ entries, a power of 2 (the kernel makes the CQ twice as large). */
@@ -287,8 +292,9 @@ export class Uring {
       undo.push(() => sys.close(eventfd));
 
       const i32s = new Int32Array(scratch.buffer);
-      i32s[0] = o.file;
-      call('register', fd, REGISTER.FILES, at, 1);
+      const files = [o.file, ...(o.holds ?? [])];
+      files.forEach((f, i) => { i32s[i] = f; });
+      call('register', fd, REGISTER.FILES, at, files.length);
       i32s[0] = eventfd;
       call('register', fd, REGISTER.EVENTFD, at, 1);
       const rules = [...o.ops.map((op) => [RESTRICTION_KIND.SQE_OP, op] as const), [RESTRICTION_KIND.SQE_FLAGS_REQUIRED, IOSQE_FIXED_FILE] as const];

@@ -2,6 +2,7 @@
 // carries, the ioreq endpoint of an IoreqRangeReply, the start filter and the inherited-fd
 // check made before serving, and the one-line account of a fatal error. Used by the
 // stub-domain runtime (main.ts) and the block domain (../block/main.ts).
+import { fstatSync } from 'node:fs';
 import * as sys from '../../microhv/sys/index.js';
 import type { Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
@@ -13,6 +14,21 @@ import { installFilter, startRules, type StartOptions } from './seccomp.js';
 
 /** fd 3 of every domain process: its control socket to microhv. */
 export const CONTROL_FD = 3;
+/**
+ * fd 4 of a domain process that microhv's supervisor started: its end of the I/O fence (a pipe).
+ * The successor starts once no copy of it is open; I/O the kernel may finish after the process
+ * is gone (an io_uring) holds a copy until it is done (supervisor.ts).
+ */
+export const FENCE_FD = 4;
+
+/** Whether this process was given an I/O fence (started by microhv's supervisor, not by hand). */
+export function hasFence(): boolean {
+  try {
+    return fstatSync(FENCE_FD).isFIFO();
+  } catch {
+    return false;
+  }
+}
 /** How long microhv may take to answer one of a domain's requests before the domain gives up (and is restarted). */
 export const REQUEST_TIMEOUT_MS = 10_000;
 
@@ -152,11 +168,12 @@ export function installStartFilter(label: string, o: StartOptions = {}): boolean
 
 /**
  * The fd self-check (DESIGN.md 5: no fds beyond those it was given). Anything above the control
- * socket that Node did not open itself is closed (fds.ts). Under microhv's sandbox, which hands
- * over exactly stdio and fd 3, such an fd means the spawner leaked it: the domain refuses to run.
+ * socket and the I/O fence that Node did not open itself is closed (fds.ts). Under microhv's
+ * sandbox, which hands over exactly stdio, fd 3 and fd 4, such an fd means the spawner leaked it:
+ * the domain refuses to run.
  */
 export function checkInheritedFds(sandboxed: boolean, out: { warn(text: string): void; fatal(e: unknown): void }): void {
-  const leaked = closeInheritedFds(CONTROL_FD);
+  const leaked = closeInheritedFds(FENCE_FD);
   for (const { fd, target } of leaked) out.warn(`closed inherited fd ${fd} (${target})`);
   const first = leaked[0];
   if (sandboxed && first !== undefined) out.fatal(new DomainProcessError('SANDBOX', `inherited fd ${first.fd} (${first.target}) that microhv did not give`));

@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import { afterEach, describe, expect, test } from 'vitest';
 import { Reactor } from '../../idl/control/reactor.js';
 import { DomainSupervisor } from './supervisor.js';
@@ -56,6 +57,42 @@ test('an_instance_that_lived_past_stable_after_restarts_after_the_initial_backof
   // Every restart came after the initial 10 ms (plus spawning); a doubling backoff would reach 640 ms by the 8th.
   const delays = spawnedAt.slice(1).map((t, i) => t - diedAt[i]!);
   expect(Math.max(...delays)).toBeLessThan(300);
+});
+
+test('a_successor_waits_until_the_last_writer_of_the_i_o_fence_is_gone_not_just_the_process', async () => {
+  reactor = new Reactor();
+  const sup = new DomainSupervisor(reactor, 'fenced', ['-e', 'setTimeout(() => {}, 60000)'], policy);
+  const spawnedAt: number[] = [];
+  const why: string[] = [];
+  let holder: number | undefined;
+  sup.on('died', (_g, w) => why.push(w));
+  const second = new Promise<void>((r) => sup.on('spawned', (_g, _fd, pid) => {
+    spawnedAt.push(Date.now());
+    // Stands in for an io_uring still completing the dead instance's reads: another writer of its fd 4.
+    if (spawnedAt.length === 1) holder = openSync(`/proc/${pid}/fd/4`, 'w');
+    else r();
+  }));
+  sup.start();
+  await new Promise((r) => setTimeout(r, 100));
+  sup.kill();
+  await new Promise((r) => setTimeout(r, 600));
+  expect(spawnedAt).toHaveLength(1);
+  expect(why).toEqual([]);
+  const releasedAt = Date.now();
+  closeSync(holder!);
+  await second;
+  sup.stop();
+  expect(spawnedAt[1]!).toBeGreaterThanOrEqual(releasedAt);
+  expect(why[0]).toMatch(/^exited; its I\/O fence fell \d+\.\d s later$/);
+});
+
+test('an_instance_that_holds_nothing_past_its_exit_is_restarted_without_waiting_for_the_fence', async () => {
+  reactor = new Reactor();
+  const sup = new DomainSupervisor(reactor, 'plain', ['-e', 'process.exit(3)'], policy);
+  const why = new Promise<string>((r) => sup.once('died', (_g, w) => r(w)));
+  sup.start();
+  expect(await why).toBe('exited');
+  sup.stop();
 });
 
 describe('role policy', () => {

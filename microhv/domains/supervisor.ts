@@ -3,6 +3,12 @@
 // pidfd; a domain that stops answering heartbeats is killed; either way it is
 // restarted with exponential backoff, within a restart budget. A domain that
 // spends its budget is marked down and reported, never treated as healthy.
+//
+// The I/O fence: each instance gets, as fd 4, the write end of a pipe whose read end only
+// microhv holds. A successor starts only once every copy of that write end is closed, not merely
+// once the process is gone. A domain whose kernel-side I/O can outlive it (an io_uring: a killed
+// process's ring is torn down asynchronously, and its reads may still land in guest RAM) registers
+// fd 4 with that I/O, so the fence falls only after the last request; otherwise it falls at exit.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as sys from '../sys/index.js';
@@ -53,6 +59,8 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   private injected = false;
   /** Deaths by injected faults so far (they are not restarts the budget counts). */
   injectedKills = 0;
+  /** microhv's end of the current instance's I/O fence (see above). */
+  private fence = -1;
 
   constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY,
     private readonly env: Readonly<Record<string, string>> = {}) {
@@ -69,17 +77,21 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
 
   private spawnOnce(): void {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
+    const [fence, fenceEnd] = sys.pipe2(sys.consts.O_CLOEXEC | sys.consts.O_NONBLOCK);
     this.generation++;
-    // fd 3 of the child is its control socket; nothing else is inherited (sandbox.ts).
-    const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs], undefined, this.env);
+    // fd 3 of the child is its control socket, fd 4 its end of the I/O fence; nothing else is inherited (sandbox.ts).
+    const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs, fenceEnd], undefined, this.env);
     sys.close(theirs);
+    sys.close(fenceEnd);
     if (child.pid === undefined) {
       sys.close(mine);
+      sys.close(fence);
       this.onDeath(`spawn failed`);
       return;
     }
     child.on('error', () => undefined); // reported through the pidfd or the missing pid above
     this.child = child;
+    this.fence = fence;
     this.spawnedAt = Date.now();
     this.pidfd = sys.pidfdOpen(child.pid);
     // The pidfd becomes readable when the process exits, however it dies.
@@ -115,12 +127,41 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     sys.close(this.pidfd);
     this.pidfd = -1;
     const dying = this.dying;
-    if (dying < 0) return this.onDeath('exited');
+    if (dying < 0) return this.afterFence(Date.now());
     const key = this.reactor.add(dying, sys.consts.EPOLLIN, () => {
       this.reactor.remove(key, dying);
       sys.close(dying);
       this.dying = -1;
-      this.onDeath('exited');
+      this.afterFence(Date.now());
+    });
+  }
+
+  /** The instance is gone: its death counts once the I/O fence has fallen too. */
+  private afterFence(goneAt: number): void {
+    const fd = this.fence;
+    this.fence = -1;
+    const fallen = (): boolean => {
+      // Bytes a domain wrote into its end mean nothing: drained. End of file: no write end is left.
+      const scratch = new Uint8Array(64);
+      for (;;) {
+        try {
+          if (sys.read(fd, scratch) === 0) return true;
+        } catch (e) {
+          return !(e instanceof sys.SysError && e.errnoName === 'EAGAIN');
+        }
+      }
+    };
+    const done = (): void => {
+      sys.close(fd);
+      const held = Date.now() - goneAt;
+      this.onDeath(held >= 100 ? `exited; its I/O fence fell ${(held / 1000).toFixed(1)} s later` : 'exited');
+    };
+    if (fd < 0) return this.onDeath('exited');
+    if (fallen()) return done();
+    const key = this.reactor.add(fd, sys.consts.EPOLLIN, () => {
+      if (!fallen()) return;
+      this.reactor.remove(key, fd);
+      done();
     });
   }
 

@@ -67,16 +67,18 @@ export class FakeCore {
   }
 
   /**
-   * Starts the next instance (generation 0, then +1 per restart) and says Hello. `extraFds` are
-   * passed as fds 4, 5, ... (what a careless spawner would leak); `protocolVersion` overrides Hello's;
+   * Starts the next instance (generation 0, then +1 per restart) and says Hello. As microhv does, fd
+   * 4 is the write end of an I/O fence pipe; `extraFds` are passed as fds 5, 6, ... (what a careless
+   * spawner would leak); `protocolVersion` overrides Hello's;
    * `sandbox` starts it through microhv's sandboxed spawn path with that plan.
    */
   spawn(opts: { extraFds?: number[]; protocolVersion?: number; sandbox?: SandboxPlan } = {}): Instance {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     const argv = [FakeCore.mainJs(), ...this.args];
-    const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'ignore', 'pipe', theirs, ...(opts.extraFds ?? [])];
+    const [fence, fenceEnd] = sys.pipe2(sys.consts.O_CLOEXEC);
+    const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'ignore', 'pipe', theirs, fenceEnd, ...(opts.extraFds ?? [])];
     const child = opts.sandbox === undefined ? spawn(process.execPath, argv, { stdio }) : spawnSandboxed(argv, stdio, opts.sandbox);
-    sys.close(theirs);
+    for (const fd of [theirs, fence, fenceEnd]) sys.close(fd);
     const conn = this.server.adopt(mine);
     // What microhv grants each role (microhv/domains/policy.ts).
     conn.capabilities = new Set(this.role === Role.ROLE_IOAPIC

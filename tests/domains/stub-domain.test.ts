@@ -173,9 +173,9 @@ describe('stub-domain process: fd hygiene', () => {
         try { return readlinkSync(`/proc/${inst.child.pid}/fd/${fd}`); } catch { return ''; }
       });
       expect(fds.some((t) => t.startsWith('socket:'))).toBe(true); // the control socket
-      // fd 4 may be reused by the domain's own files; what must be gone is the leaked memfd.
+      // fd 5 may be reused by the domain's own files; what must be gone is the leaked memfd.
       expect(fds.filter((t) => t.includes('leaked-guest-memory'))).toEqual([]);
-      expect(inst.stderr).toMatch(/closed inherited fd 4 \(\/memfd:leaked-guest-memory/);
+      expect(inst.stderr).toMatch(/closed inherited fd 5 \(\/memfd:leaked-guest-memory/);
     } finally {
       inst.child.kill('SIGKILL');
       await core.stop();
@@ -222,7 +222,7 @@ describe('stub-domain process: in the sandbox', () => {
     try {
       const exit = await inst.exited;
       expect(exit.code).toBe(3);
-      expect(inst.stderr).toMatch(/SANDBOX: inherited fd 4 \(\/memfd:leaked-guest-memory/);
+      expect(inst.stderr).toMatch(/SANDBOX: inherited fd 5 \(\/memfd:leaked-guest-memory/);
     } finally {
       await core.stop();
     }
