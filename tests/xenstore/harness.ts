@@ -7,6 +7,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import ts from 'typescript';
+import { afterAll } from 'vitest';
 
 export const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const SRC = path.join(ROOT, 'xenstore-stubdom');
@@ -36,8 +37,15 @@ export function buildDaemon(): void {
   }
 }
 
+const made: string[] = [];
+// Registered when a test file imports this, so it runs after that file's own hooks (stopping its daemons).
+afterAll(() => { for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true }); });
+
+/** A new directory under the system's temporary one, removed after the test file. */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `xs-${prefix}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `xs-${prefix}-`));
+  made.push(d);
+  return d;
 }
 
 export interface Daemon {
