@@ -32,6 +32,14 @@ export interface BlockDeviceOptions {
   readonly faultHook?: FaultHook;
   /** Runs a batch publication after the completions of this turn (default setImmediate). */
   readonly defer?: (fn: () => void) => void;
+  /**
+   * Whether the function may master the bus now: the driver's Bus Master Enable, as the pci domain
+   * states it (control.proto, "INTx"). While it may not, no request is taken from a ring (requests
+   * already taken complete). Default: always.
+   */
+  readonly busMaster?: () => boolean;
+  /** Runs `fn` once more later while requests wait for Bus Master Enable (default: after 10 ms). */
+  readonly retry?: (fn: () => void) => void;
 }
 
 interface QueueRun {
@@ -59,6 +67,8 @@ export class BlockDevice implements VirtioDevice {
   private resetDone: (() => void) | undefined;
   private stopped = false;
   private dead = false;
+  /** A look at the rings is scheduled for when Bus Master Enable may be set. */
+  private busMasterRetry = false;
   private waiters: (() => void)[] = [];
   private readonly defer: (fn: () => void) => void;
 
@@ -203,6 +213,7 @@ export class BlockDevice implements VirtioDevice {
       // GUEST-INPUT: the driver cannot have more than `size` chains out (avail - used <= size).
       if (((avail - qr.iq.used) & 0xffff) > size) return this.fault('avail_idx_jump', `queue ${qr.q}: avail ${avail}, used ${qr.iq.used & 0xffff}`);
       if (((avail - fetched) & 0xffff) === 0) return;
+      if (this.o.busMaster?.() === false) return this.waitForBusMaster(qr.q);
       const head = qr.vq.headAt(fetched);
       // GUEST-INPUT: the head indexes the slot table, so it is checked before the walk does.
       if (head >= size) return this.fault('head_out_of_range', `queue ${qr.q}: head ${head}`);
@@ -211,6 +222,17 @@ export class BlockDevice implements VirtioDevice {
       this.point('fetched', qr.q);
       this.submit(qr, head);
     }
+  }
+
+  /** A request waits in a ring while the function may not master the bus: every queue is looked at again shortly. */
+  private waitForBusMaster(q: number): void {
+    if (this.busMasterRetry) return;
+    this.busMasterRetry = true;
+    this.o.events.bump('bus_master_off', `queue ${q}: requests wait until the driver sets Bus Master Enable`);
+    (this.o.retry ?? ((fn) => setTimeout(fn, 10)))(() => {
+      this.busMasterRetry = false;
+      this.guard(() => { for (const qr of this.run?.queues ?? []) if (qr !== undefined) this.service(qr); });
+    });
   }
 
   /** Walks, parses and starts the chain at `head` (its slot is already INFLIGHT). */

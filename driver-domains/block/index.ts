@@ -42,6 +42,9 @@ export interface BlockDomainOptions extends BlockOptions {
   readonly log?: (line: string) => void;
   readonly faultHook?: FaultHook;
   readonly defer?: (fn: () => void) => void;
+  /** BlockDeviceOptions.busMaster and .retry: the DMA gate on the driver's Bus Master Enable. */
+  readonly busMaster?: () => boolean;
+  readonly retry?: (fn: () => void) => void;
 }
 
 export interface BlockDomain {
@@ -72,7 +75,7 @@ export function createBlockDomain(o: BlockDomainOptions): BlockDomain {
   const state = new BlockState(o.region, o.regionBase ?? 0, limits.numQueues, limits.queueSize);
   const counters = new FaultCounters(o.log);
   const events = new FaultCounters(o.log, 'block event');
-  const device = new BlockDevice({ limits, state, backend: o.backend, memory: o.memory, counters, events, faultHook: o.faultHook, defer: o.defer });
+  const device = new BlockDevice({ limits, state, backend: o.backend, memory: o.memory, counters, events, faultHook: o.faultHook, defer: o.defer, busMaster: o.busMaster, retry: o.retry });
   const transport = new VirtioPciTransport({
     device, memory: o.memory, transportState: state.transportRef(),
     queueState: Array.from({ length: limits.numQueues }, (_, q) => state.queueRef(q)),

@@ -15,7 +15,8 @@
 //   GetMsixEventfds       one eventfd per MSI-X vector of its PCI function (`--slot`): a
 //                         resuming device interrupts at once, so these come before it starts
 //   GetIntxRequest        the function's INTx request page and eventfd (its pin, for a driver
-//                         without MSI-X; the pci domain decides whether and where it is driven)
+//                         without MSI-X; the pci domain decides whether and where it is driven),
+//                         whose command word gates the rings on the driver's Bus Master Enable
 //   RegisterIoreqRange    its BAR as MMIO [0, BAR_SIZE): ioreqs carry offsets in the BAR
 //   BindIoeventfd         one doorbell per queue, at its notify offset in the BAR
 // then installs the sealed seccomp filter (with io_uring_enter on its own ring the only io_uring
@@ -33,7 +34,7 @@ import { IoreqServer, type IoreqHandler, type IoSpace } from '../../idl/ioreq/se
 import { SharedBytes } from '../../idl/runtime/shared.js';
 import { SANDBOX_ENV } from '../../microhv/domains/sandbox-env.js';
 import {
-  CONTROL_FD, FENCE_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, getIntxRequest, hasFence, installStartFilter, requestReply, takeFd, type IntxRequest,
+  CONTROL_FD, FENCE_FD, ackIn, checkInheritedFds, closeFds, endpointFds, enumName, explainFatal, getIntxRequest, hasFence, installStartFilter, mayMaster, requestReply, takeFd, type IntxRequest,
 } from '../runtime/process-common.js';
 import { DomainProcessError } from '../runtime/process-errors.js';
 import { installFilter, sealedRules, uringRules } from '../runtime/seccomp.js';
@@ -125,6 +126,14 @@ export class FunctionInterrupts implements InterruptSink {
     if (Atomics.exchange(pin.word, 0, want) !== want) sys.eventfdWrite(pin.changed, 1n);
   }
 
+  /**
+   * Whether the driver lets the function master the bus, from the command word the pci domain
+   * states on the same page. Without a page (a core that gave none) nothing can say, so it may.
+   */
+  busMaster(): boolean {
+    return this.pin === undefined || mayMaster(Atomics.load(this.pin.command, 0));
+  }
+
   private drop(what: string): void {
     this.notDelivered++;
     if (!this.warned) this.warn(`an interrupt was not delivered: ${what}; further ones are counted`);
@@ -201,13 +210,14 @@ class BlockProcess {
     const memory = await this.guestMemory(guest);
     const backend = await this.image();
     const msix = await this.msixEventfds(guest, a.queues + 1);
-    const pin = await getIntxRequest(this.conn, guest, this.args.slot, true, (why) => this.warn(`no INTx request page (${why}): a driver without MSI-X gets no interrupt`));
-    this.sink = new FunctionInterrupts(msix, pin, (text) => this.warn(text));
+    const pin = await getIntxRequest(this.conn, guest, this.args.slot, (why) => this.warn(`no INTx request page (${why}): a driver without MSI-X gets no interrupt`));
+    const sink = new FunctionInterrupts(msix, pin, (text) => this.warn(text));
+    this.sink = sink;
 
     let block: BlockDomain;
     try {
       block = createBlockDomain({
-        ...options, memory, region: region.bytes, regionBase: BLOCK_REGION_BASE, backend, interrupts: this.sink,
+        ...options, memory, region: region.bytes, regionBase: BLOCK_REGION_BASE, backend, interrupts: this.sink, busMaster: () => sink.busMaster(),
         msixVectors: a.queues + 1, log: (line) => this.warn(line),
       });
     } catch (e) {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ControlServer, type Connection } from '../../idl/control/channel.js';
 import type { Frame } from '../../idl/control/framing.js';
 import { Reactor } from '../../idl/control/reactor.js';
-import { AddressSpace, Capability, ErrorCode, Role, type RegisterIoreqRange } from '../../idl/generated/control.js';
+import { AddressSpace, Capability, ErrorCode, IntxRequestLayout, Role, type RegisterIoreqRange } from '../../idl/generated/control.js';
 import { IoreqApplied, IoreqDir, IoreqSlot, IoreqState, IoreqType } from '../../idl/generated/ioreq.js';
 import { VirtioBlkReqHeader, VirtioPciCommonCfg as C, VirtqState } from '../../idl/generated/virtio.js';
 import { SharedBytes } from '../../idl/runtime/shared.js';
@@ -20,6 +20,7 @@ import { SANDBOX_ENV } from '../../microhv/domains/sandbox.js';
 import { EndpointTable, createEndpoint, slotPageBytes, type EndpointFds } from '../../microhv/ioreq/endpoints.js';
 import * as sys from '../../microhv/sys/index.js';
 import { entryPoint } from '../../microhv/worker-path.js';
+import { COMMAND_STATED } from '../runtime/process-common.js';
 import { STATUS } from '../virtio/device.js';
 import { COMMON_CFG, DEVICE_CFG_OFFSET, NOTIFY_CFG_OFFSET, NOTIFY_OFF_MULTIPLIER, notifyOffset } from '../virtio/pci.js';
 import { FakeGuestMemory, VirtioPciDriver, type Bar, type DriverQueue } from '../virtio/testing.js';
@@ -79,6 +80,8 @@ class FakeMicrohv {
   readonly intxPage = sys.memfdCreate('test-intx', sys.consts.MFD_CLOEXEC | sys.consts.MFD_ALLOW_SEALING);
   readonly intxChanged = efd();
   readonly intxWord: Uint32Array;
+  /** The page's command word, which the pci domain would write. */
+  readonly commandWord: Uint32Array;
   /** Requests as they came, for checks on what the domain asked. */
   readonly ranges: RegisterIoreqRange[] = [];
   readonly binds: Array<{ addr: bigint; length: number; space: AddressSpace }> = [];
@@ -96,10 +99,14 @@ class FakeMicrohv {
     this.doorbells = Array.from({ length: queues }, efd);
     this.msix = Array.from({ length: queues + 1 }, efd);
     sys.ftruncate(this.intxPage, 4096);
-    this.intxWord = new Uint32Array(sys.mmap(4096, sys.consts.PROT_READ, sys.consts.MAP_SHARED, this.intxPage, 0).buffer, 0, 1);
+    const page = sys.mmap(4096, sys.consts.PROT_READ | sys.consts.PROT_WRITE, sys.consts.MAP_SHARED, this.intxPage, 0).buffer;
+    this.intxWord = new Uint32Array(page, 0, 1);
+    this.commandWord = new Uint32Array(page, IntxRequestLayout.INTX_REQUEST_COMMAND_OFFSET, 1);
+    // As the pci domain states it once the driver has enabled the function (memory decoding, bus mastering).
+    Atomics.store(this.commandWord, 0, (COMMAND_STATED | 0x6) >>> 0);
   }
 
-  /** `leak`: fds passed as 4, 5, ... (what a careless spawner would leak); `env`: added to the environment. */
+  /** `leak`: fds passed as 5, 6, ... (what a careless spawner would leak); `env`: added to the environment. */
   spawn(opts: { leak?: number[]; env?: Record<string, string> } = {}): Instance {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     const [fence, fenceEnd] = sys.pipe2(sys.consts.O_CLOEXEC);
@@ -398,6 +405,37 @@ describe.each([
         guest.post(VIRTIO_BLK_T.IN, 8, bytes.byteLength);
         guest.queues[0]!.kick();
         await waitFor('the INTx request again', () => mh.intxWord[0] === 1);
+        expect(guest.anomalies).toEqual([]);
+      } finally {
+        await mh.kill(inst);
+      }
+    });
+  });
+
+  test('no_request_is_taken_while_the_pci_domain_states_bus_master_enable_clear_and_it_is_once_it_is_set', async () => {
+    const path = image('m.img');
+    const mh = new FakeMicrohv(['--image', path, '--slot', String(SLOT), ...extra]);
+    // Memory decoding on, bus mastering off: the driver has not called pci_set_master yet (or cleared it).
+    Atomics.store(mh.commandWord, 0, (COMMAND_STATED | 0x2) >>> 0);
+    const inst = await mh.start();
+    await withMicrohv(mh, async () => {
+      const guest = new Guest(mh);
+      try {
+        guest.init();
+        const bytes = pattern(24, 8, 5);
+        const w = guest.post(VIRTIO_BLK_T.OUT, 24, bytes.byteLength, bytes);
+        guest.queues[0]!.kick();
+        await sleep(300);
+        // Untouched: not completed, and the image still holds zeros where the write would go.
+        expect(guest.queues[0]!.usedIdx()).toBe(0);
+        expect(readFileSync(path).subarray(24 * SECTOR, 32 * SECTOR).every((b) => b === 0)).toBe(true);
+        expect(inst.stderr).toMatch(/bus_master_off \(#1\): queue 0: requests wait until the driver sets Bus Master Enable/);
+        // The driver sets Bus Master Enable; the pci domain states it; no further kick is needed.
+        Atomics.store(mh.commandWord, 0, (COMMAND_STATED | 0x6) >>> 0);
+        await waitFor('the write to complete', () => guest.queues[0]!.usedIdx() === 1);
+        expect(guest.collect()).toEqual([w]);
+        expect(guest.status(w)).toBe(VIRTIO_BLK_S.OK);
+        expect(firstDiff(readFileSync(path).subarray(24 * SECTOR, 32 * SECTOR), bytes)).toBe(-1);
         expect(guest.anomalies).toEqual([]);
       } finally {
         await mh.kill(inst);

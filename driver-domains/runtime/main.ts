@@ -324,8 +324,8 @@ class Domain {
           }
           return refs as number[];
         },
-        // Read-only here; refused (an older core): the pin is never driven.
-        intxRequest: (slot) => getIntxRequest(this.conn, guest, slot, false, (why) => this.warn(`INTx of slot ${slot} unavailable: ${why}`)),
+        // Refused (an older core): the pin is never driven, and the backend is not gated on Bus Master Enable.
+        intxRequest: (slot) => getIntxRequest(this.conn, guest, slot, (why) => this.warn(`INTx of slot ${slot} unavailable: ${why}`)),
         watch: (fd, onReadable) => {
           const key = this.reactor.add(fd, sys.consts.EPOLLIN, onReadable);
           return () => this.reactor.remove(key, fd);
@@ -384,6 +384,8 @@ class Domain {
         return;
       }
       rt.serve();
+      // A config write may have set or cleared Bus Master Enable: the backend sees it at its next look.
+      this.bus?.stateCommands();
       // A guest write may have changed a redirection entry: its route goes to microhv now.
       (this.delivery ?? this.routesOnly)?.sync();
       const bus = this.bus;

@@ -4,6 +4,7 @@
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import * as sys from '../../microhv/sys/index.js';
 import { PciMsixFlag } from './abi.js';
+import { COMMAND_STATED, mayMaster } from './process-common.js';
 import { PciBus, type BarPlacement, type PciBusHost, type VectorRoute } from './pci-bus.js';
 import { stagePciTable, virtioBlockFunction, VIRTIO_BAR, VIRTIO_MSIX_BAR } from './pci-table.js';
 import { StubHarness } from './testing.js';
@@ -20,13 +21,13 @@ class FakeMicrohv implements PciBusHost {
   readonly routes: VectorRoute[] = [];
   readonly watched = new Map<number, () => void>();
   readonly fds: number[] = Array.from({ length: 4 }, () => sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK));
-  /** The INTx request page as the backend writes it (a plain buffer here), and its eventfd. */
-  readonly intx = { word: new Uint32Array(1), changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
+  /** The INTx request page (plain buffers here): the backend's request word, the command word, and the eventfd. */
+  readonly intx = { word: new Uint32Array(1), command: new Uint32Array(1), changed: sys.eventfd(0, sys.consts.EFD_CLOEXEC | sys.consts.EFD_NONBLOCK) };
   commits = 0;
   mapBar(b: BarPlacement): Promise<void> { this.bars.push(b); return Promise.resolve(); }
   setMsiRoute(r: VectorRoute): Promise<void> { this.routes.push(r); return Promise.resolve(); }
   msixEventfds(slot: number): Promise<number[]> { return slot === SLOT ? Promise.resolve([...this.fds]) : Promise.reject(new Error('no such slot')); }
-  intxRequest(slot: number): Promise<{ word: Uint32Array; changed: number }> { return slot === SLOT ? Promise.resolve(this.intx) : Promise.reject(new Error('no such slot')); }
+  intxRequest(slot: number): Promise<{ word: Uint32Array; command: Uint32Array; changed: number }> { return slot === SLOT ? Promise.resolve(this.intx) : Promise.reject(new Error('no such slot')); }
   /** What the backend does: the word, then the eventfd; the reactor would then call the watcher. */
   requestIntx(level: 0 | 1): void {
     this.intx.word[0] = level;
@@ -114,6 +115,33 @@ describe('INTx', () => {
     const h3 = await StubHarness.create('pci', { beforeInit: (e) => stagePciTable(e, TABLE) });
     await new PciBus(h3.exports, TABLE, host).start();
     expect(h3.pins()).toContainEqual({ kind: 'pin', gsi, level: 1 });
+  });
+});
+
+describe('the command word', () => {
+  test('start_states_the_command_register_marked_stated_and_config_writes_restate_it_only_when_it_changes', () => {
+    // As the firmware left it (memory decoding for its BARs, no Bus Master Enable), stated: no DMA yet.
+    expect(host.intx.command[0]).toBe((COMMAND_STATED | h.exports.dev_command(SLOT)) >>> 0);
+    expect(mayMaster(host.intx.command[0]!)).toBe(false);
+    ecamWrite(h, SLOT, REG.command, CMD.memory | CMD.busMaster, 2);
+    bus.stateCommands();
+    expect(host.intx.command[0]).toBe((COMMAND_STATED | CMD.memory | CMD.busMaster) >>> 0);
+    expect(mayMaster(host.intx.command[0]!)).toBe(true);
+    const changes = bus.counters.command_changes;
+    bus.stateCommands();
+    expect(bus.counters.command_changes).toBe(changes);
+    ecamWrite(h, SLOT, REG.command, CMD.memory, 2);
+    bus.stateCommands();
+    expect(mayMaster(host.intx.command[0]!)).toBe(false);
+  });
+
+  test('a_successor_restates_what_its_restored_module_holds_over_whatever_the_page_says', async () => {
+    // A page that says Bus Master Enable (a predecessor's, or the backend's scribble), and a module that does not.
+    host.intx.command[0] = (COMMAND_STATED | CMD.memory | CMD.busMaster) >>> 0;
+    const h2 = await StubHarness.create('pci', { beforeInit: (e) => stagePciTable(e, TABLE) });
+    await new PciBus(h2.exports, TABLE, host).start();
+    expect(host.intx.command[0]).toBe((COMMAND_STATED | h2.exports.dev_command(SLOT)) >>> 0);
+    expect(mayMaster(host.intx.command[0]!)).toBe(false);
   });
 });
 

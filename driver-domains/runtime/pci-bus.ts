@@ -16,8 +16,12 @@
 // A function with an interrupt pin has an INTx request page (control.proto,
 // "INTx") its backend writes: its word is read at start and whenever the
 // page's eventfd is readable, and given to the module (intx_set, idempotent),
-// which drives the GSI or not as the function's configuration says.
+// which drives the GSI or not as the function's configuration says. This
+// domain writes the page's command word (the command register, stated at
+// start and after each config access that changed it): the backend takes no
+// request from the guest's rings until the driver has set Bus Master Enable.
 import * as sys from '../../microhv/sys/index.js';
+import { COMMAND_STATED } from './process-common.js';
 import { PciBarFlag, PciBarKind, PciMsixFlag, PciMsixSignal, type PciExports } from './abi.js';
 import type { PciFunctionSpec } from './pci-table.js';
 
@@ -30,20 +34,22 @@ export interface PciBusHost {
   setMsiRoute(r: VectorRoute): Promise<void>;
   /** The function's MSI-X eventfds, one per vector (GetMsixEventfds). */
   msixEventfds(slot: number): Promise<number[]>;
-  /** The function's INTx request word and eventfd (GetIntxRequest); undefined if microhv has none. */
-  intxRequest(slot: number): Promise<{ readonly word: Uint32Array; readonly changed: number } | undefined>;
+  /** The function's INTx request page (GetIntxRequest); undefined if microhv has none. */
+  intxRequest(slot: number): Promise<{ readonly word: Uint32Array; readonly command: Uint32Array; readonly changed: number } | undefined>;
   /** Calls `onReadable` while `fd` is readable; returns the function that stops it. */
   watch(fd: number, onReadable: () => void): () => void;
   /** Commits the module's state window (the pending and fire bits). */
   commit(): void;
 }
 
-export interface PciBusCounters { bar_moves: number; route_changes: number; held_signals: number; fired: number; ignored_signals: number; intx_changes: number }
+export interface PciBusCounters { bar_moves: number; route_changes: number; held_signals: number; fired: number; ignored_signals: number; intx_changes: number; command_changes: number }
 
 interface Vector { readonly fd: number; told: VectorRoute | undefined; unwatch: (() => void) | undefined }
 
 export class PciBus {
-  readonly counters: PciBusCounters = { bar_moves: 0, route_changes: 0, held_signals: 0, fired: 0, ignored_signals: 0, intx_changes: 0 };
+  readonly counters: PciBusCounters = { bar_moves: 0, route_changes: 0, held_signals: 0, fired: 0, ignored_signals: 0, intx_changes: 0, command_changes: 0 };
+  /** Each function's command word on its request page, by slot. */
+  private readonly commandWords = new Map<number, Uint32Array>();
   private barGeneration: number | undefined;
   private msixGeneration: number | undefined;
   private readonly told = new Map<string, BarPlacement>();
@@ -74,6 +80,7 @@ export class PciBus {
       if (f.pin === 0) continue;
       const pin = await this.host.intxRequest(f.slot);
       if (pin === undefined) continue;
+      this.commandWords.set(f.slot, pin.command);
       const apply = (): void => {
         // Drained first: a change after this read wakes us again.
         sys.eventfdTryRead(pin.changed);
@@ -83,7 +90,21 @@ export class PciBus {
       // The backend's request as it stands, whoever of the two restarted.
       apply();
     }
+    this.stateCommands();
     await this.sync();
+  }
+
+  /**
+   * Writes each function's command register, marked stated, to its page where it differs: at
+   * start (a successor's module may have restored another value) and after each config access.
+   */
+  stateCommands(): void {
+    for (const [slot, word] of this.commandWords) {
+      const now = ((this.ex.dev_command(slot) & 0xffff) | COMMAND_STATED) >>> 0;
+      if (Atomics.load(word, 0) === now) continue;
+      Atomics.store(word, 0, now);
+      this.counters.command_changes++;
+    }
   }
 
   /** The backend's request (any nonzero word asserts) to the module, then committed: a successor re-reads the word anyway. */

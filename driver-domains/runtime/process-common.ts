@@ -106,14 +106,25 @@ export function mapPageAndEventfd(f: Frame, page: number | undefined, changed: n
   }
 }
 
-/** A PCI function's INTx request (control.proto, "INTx"): the backend's word and the eventfd that says it changed. */
-export interface IntxRequest { readonly word: Uint32Array; readonly changed: number }
+/**
+ * A PCI function's INTx request page (control.proto, "INTx"): the backend's request word, the
+ * command word the pci domain states, and the eventfd that says the request changed.
+ */
+export interface IntxRequest { readonly word: Uint32Array; readonly command: Uint32Array; readonly changed: number }
+
+/** Bit 31 of the command word: the pci domain has stated it. */
+export const COMMAND_STATED = 0x8000_0000;
+/** The command register's Bus Master Enable. */
+export const PCI_COMMAND_MASTER = 0x4;
+
+/** Whether a command word lets the function master the bus: stated, with Bus Master Enable. */
+export const mayMaster = (word: number): boolean => (word & COMMAND_STATED) !== 0 && (word & PCI_COMMAND_MASTER) !== 0;
 
 /**
- * GetIntxRequest for function `slot`, its page mapped shared (writable for the backend, read-only
- * for the pci domain). A core that refuses it is told to `refused` and gives undefined.
+ * GetIntxRequest for function `slot`, its page mapped shared and writable (the backend writes the
+ * request, the pci domain the command). A core that refuses it is told to `refused` and gives undefined.
  */
-export async function getIntxRequest(conn: Connection, guest: number, slot: number, writable: boolean, refused: (why: string) => void): Promise<IntxRequest | undefined> {
+export async function getIntxRequest(conn: Connection, guest: number, slot: number, refused: (why: string) => void): Promise<IntxRequest | undefined> {
   let f: Frame;
   try {
     f = await requestReply(conn, { case: 'getIntxRequest', value: { guestId: guest, slot } }, 'intxRequestReply');
@@ -123,9 +134,9 @@ export async function getIntxRequest(conn: Connection, guest: number, slot: numb
     return undefined;
   }
   if (f.body.case !== 'intxRequestReply') throw new DomainProcessError('PROTOCOL', 'unreachable');
-  const prot = writable ? sys.consts.PROT_READ | sys.consts.PROT_WRITE : sys.consts.PROT_READ;
-  const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, IntxRequestLayout.INTX_REQUEST_PAGE_BYTES, prot, 'INTx request');
-  return { word: new Uint32Array(buffer, 0, 1), changed };
+  const { buffer, changed } = mapPageAndEventfd(f, f.body.value.page?.index, f.body.value.changed?.index, IntxRequestLayout.INTX_REQUEST_PAGE_BYTES,
+    sys.consts.PROT_READ | sys.consts.PROT_WRITE, 'INTx request');
+  return { word: new Uint32Array(buffer, 0, 1), command: new Uint32Array(buffer, IntxRequestLayout.INTX_REQUEST_COMMAND_OFFSET, 1), changed };
 }
 
 /** The endpoint fds of an IoreqRangeReply; every one must have come with the frame. */

@@ -2084,14 +2084,26 @@ export function fdIndexesOfMsixEventfdsReply(m: MsixEventfdsReply, out: number[]
  * offset 0: uint32, little-endian: 1 while the backend requests the pin
  * (its logical level: a virtio ISR that is not zero), else 0. Written
  * by the backend only, with an atomic store, then 1 is written to the
- * eventfd. The rest of the page up to INTX_REQUEST_PAGE_BYTES: zero,
- * reserved.
+ * eventfd.
+ * offset INTX_REQUEST_COMMAND_OFFSET: uint32, little-endian: the function's
+ * PCI command register (bits 0 to 15) as the pci domain last applied
+ * it, with bit 31 set; 0 until the pci domain first states it. Written
+ * by the pci domain only, with an atomic store, at its start and after
+ * each config access that changed it; no eventfd. The backend takes no
+ * new request from the guest's rings while the word lacks bit 31 or Bus
+ * Master Enable (bit 2), and looks again every few milliseconds while a
+ * request waits: a device the driver has not let master the bus does no
+ * DMA. Requests already taken complete.
+ * The rest of the page up to INTX_REQUEST_PAGE_BYTES: zero, reserved.
  *
- * The pci domain reads the word when the eventfd is readable and once at
- * start, and applies it (idempotent); a backend re-states its level at start.
+ * The pci domain reads the request word when the eventfd is readable and once
+ * at start, and applies it (idempotent); a backend re-states its level at
+ * start. Both words survive a restart of either side.
  */
 export const IntxRequestLayout = {
   INTX_REQUEST_LAYOUT_INVALID: 0,
+  /** Byte offset of the command word. */
+  INTX_REQUEST_COMMAND_OFFSET: 4,
   /** Size of the request memfd, bytes (one page). */
   INTX_REQUEST_PAGE_BYTES: 4096,
 } as const;
@@ -2100,6 +2112,7 @@ export type IntxRequestLayout = (typeof IntxRequestLayout)[keyof typeof IntxRequ
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidIntxRequestLayout(v: number): v is IntxRequestLayout {
   switch (v) {
+    case 4:
     case 4096:
       return true;
     default:

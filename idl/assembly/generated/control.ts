@@ -184,12 +184,13 @@ export function isValidPlatformEventKind(v: u32): bool {
 
 export enum IntxRequestLayout {
   INTX_REQUEST_LAYOUT_INVALID = 0,
+  INTX_REQUEST_COMMAND_OFFSET = 4,
   INTX_REQUEST_PAGE_BYTES = 4096,
 }
 
 /** True for a value this side knows, the reserved invalid 0 excluded. */
 export function isValidIntxRequestLayout(v: u32): bool {
-  return v == 4096;
+  return v == 4 || v == 4096;
 }
 
 export enum IrqLinesLayout {
