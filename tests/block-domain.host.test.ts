@@ -34,6 +34,8 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     // The first block domain's start-up line: the image, its options and its I/O path (io_uring or thread pool).
     + `grep -m1 '^block\\[[0-9]*\\]: .* generation 1:' /tmp/err.txt; `
     + `echo kills block=$(grep -c 'fault: killing block' /tmp/err.txt) pci=$(grep -c 'fault: killing pci' /tmp/err.txt); `
+    // The ring's watchdog (uring.ts): a stall, with the ring's indices, is evidence worth keeping.
+    + `grep -o 'io_uring stall #.*' /tmp/err.txt | head -3; `
     // microhv's own last messages (a refused option is followed by the usage, left out here).
     + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `
     // A guest that reset: its kernel's last words are the only trace (AMD loses the vCPU's state).

@@ -3,6 +3,7 @@
 // memory, short transfers continued, errors with their errno, the restrictions refusing any other
 // opcode and any SQE that names a file by number, and every register opcode once enabled, many
 // operations beyond the slots, the SQ and the CQ, and a CQE whose user_data names nothing.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -205,6 +206,38 @@ describe('io_uring', () => {
     await ring.readv([mem.subarray(0, SECTOR)], 0);
     expect(firstDiff(mem.subarray(0, SECTOR), pattern(0, 1, 0))).toBe(-1);
     expect(ring.stats.stray).toBe(3);
+  });
+});
+
+describe('io_uring watchdog', () => {
+  it('logs_an_operation_with_no_completion_past_the_stall_time_with_the_rings_indices_then_lets_it_finish', async () => {
+    // A FIFO as the ring's file: a read on it stays in flight until someone writes.
+    const fifo = path.join(dir, `stall-${n++}.fifo`);
+    execFileSync('mkfifo', [fifo]);
+    const fd = fs.openSync(fifo, fs.constants.O_RDWR);
+    const warnings: string[] = [];
+    const ring = Uring.create({ file: fd, ops: RW_OPS, stallMs: 100, warn: (t) => warnings.push(t) });
+    const key = reactor.add(ring.eventfd, sys.consts.EPOLLIN, () => ring.onEventfd());
+    try {
+      const buf = mapped(4096);
+      let done = false;
+      const read = ring.readv([buf.subarray(0, 8)], 0).then(() => { done = true; });
+      await until('a stall to be logged', () => warnings.length > 0);
+      expect(done).toBe(false);
+      expect(warnings[0]).toMatch(/^io_uring stall #1: 1 operation\(s\) in flight and no completion for 0\.\d s \(sq head 1 tail 1, cq head 0 tail 0, sq flags 0x[0-9a-f]+, 0 SQE\(s\) waiting; 1 enters, 1 submitted, 0 reaped\); io_uring_enter\(GETEVENTS\) brought 0$/);
+      expect(ring.stats.stalls).toBeGreaterThanOrEqual(1);
+      fs.writeSync(fd, 'finished');
+      await read;
+      expect(new TextDecoder().decode(buf.subarray(0, 8))).toBe('finished');
+      // Idle again: the watchdog stops and says nothing more.
+      const said = warnings.length;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(warnings.length).toBe(said);
+    } finally {
+      reactor.remove(key, ring.eventfd);
+      ring.close();
+      fs.closeSync(fd);
+    }
   });
 });
 

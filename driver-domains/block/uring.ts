@@ -102,9 +102,18 @@ export interface RingOptions {
   readonly slots?: number;
   /** Setup flags to try, first to last (tests); default SETUP_CHOICES. */
   readonly setupChoices?: readonly number[];
-  /** Told of the first stray CQE (the rest are counted in stats). */
+  /** Told of the first stray CQE (the rest are counted in stats) and of each stall the watchdog finds. */
   readonly warn?: (text: string) => void;
+  /** Operations in flight with no completion for this long make a stall (default STALL_MS). */
+  readonly stallMs?: number;
 }
+
+/**
+ * The watchdog's threshold. A guest's fio job once stalled for good on the ring with no cause
+ * found; a stall is logged with the ring's indices, and io_uring_enter(GETEVENTS) is tried (it
+ * runs completion work the kernel deferred to this task), so the log says which side held it.
+ */
+export const STALL_MS = 5000;
 
 /** What the ring did, for the domain's log and for tests. */
 export interface RingStats {
@@ -121,6 +130,9 @@ export interface RingStats {
   /** Operations that waited for a slot, and SQEs that waited for SQ space. */
   slotWaits: number;
   sqWaits: number;
+  /** Stalls the watchdog found, and the completions its GETEVENTS brought. */
+  stalls: number;
+  stallReaped: number;
 }
 
 /** One SQE's worth of work, as the caller states it; addr and len come from `iov` when it is set. */
@@ -182,7 +194,7 @@ const IOVEC_WORDS = IOVEC.size >> 2;
 const TWO32 = 2 ** 32;
 
 export class Uring {
-  readonly stats: RingStats = { enters: 0, submitted: 0, reaped: 0, resubmitted: 0, stray: 0, overflowFlushes: 0, slotWaits: 0, sqWaits: 0 };
+  readonly stats: RingStats = { enters: 0, submitted: 0, reaped: 0, resubmitted: 0, stray: 0, overflowFlushes: 0, slotWaits: 0, sqWaits: 0, stalls: 0, stallReaped: 0 };
   private readonly slots: Slot[];
   private readonly free: number[];
   private readonly waiting: Op[] = [];
@@ -193,6 +205,9 @@ export class Uring {
   private cqHead: number;
   private flushQueued = false;
   private closed = false;
+  /** When the ring last completed something, or last became busy; and the watchdog while it is. */
+  private progressAt = 0;
+  private watchdog: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly fd: number,
@@ -207,6 +222,7 @@ export class Uring {
     private readonly arena: { readonly words: Uint32Array; readonly addr: number; readonly map: sys.Mapping },
     slots: number,
     private readonly warn: (text: string) => void,
+    private readonly stallMs: number,
   ) {
     this.slots = Array.from({ length: slots }, (_, index) => ({ index, gen: 0, op: undefined, iovAt: index * IOV_MAX * IOVEC.size }));
     this.free = Array.from({ length: slots }, (_, i) => slots - 1 - i);
@@ -304,7 +320,7 @@ export class Uring {
       call('register', fd, REGISTER.ENABLE_RINGS, 0, 0);
 
       const ring = new Uring(fd, eventfd, setupFlags, single ? [sqMap, sqeMap] : [sqMap, cqMap, sqeMap], sq, cq, new Uint32Array(sqeMap.buffer),
-        { words: new Uint32Array(arena.buffer), addr: Number(arena.addr), map: arena }, slots, o.warn ?? (() => undefined));
+        { words: new Uint32Array(arena.buffer), addr: Number(arena.addr), map: arena }, slots, o.warn ?? (() => undefined), o.stallMs ?? STALL_MS);
       undo.length = 0;
       return ring;
     } finally {
@@ -368,6 +384,7 @@ export class Uring {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.watchdog);
     const gone = new BlockError('IO', 'the io_uring was closed');
     for (const s of this.slots) s.op?.reject(gone);
     for (const op of this.waiting.splice(0)) op.reject(gone);
@@ -392,6 +409,10 @@ export class Uring {
 
   private begin(op: Op): void {
     if (this.closed) return op.reject(new BlockError('IO', 'the io_uring was closed'));
+    if (this.watchdog === undefined) {
+      this.progressAt = Date.now();
+      this.watchdog = setInterval(() => this.watch(), Math.min(1000, this.stallMs)).unref();
+    }
     const index = this.free.pop();
     if (index === undefined) {
       this.stats.slotWaits++;
@@ -569,6 +590,7 @@ export class Uring {
           this.complete(lo, hi, res);
         }
         this.stats.reaped += ready;
+        this.progressAt = Date.now();
         this.cqHead = head;
         // Release: the CQEs above were read before the kernel may write over them.
         Atomics.store(cq.words, cq.head, head);
@@ -583,6 +605,37 @@ export class Uring {
         if (!(e instanceof sys.SysError && e.errno === EINTR)) throw new BlockError('IO', 'io_uring_enter (GETEVENTS)', { cause: e });
       }
     }
+  }
+
+  /** The watchdog: idle, it stops; busy with no completion for stallMs, it logs the ring and tries GETEVENTS. */
+  private watch(): void {
+    if (this.busy === 0) {
+      clearInterval(this.watchdog);
+      this.watchdog = undefined;
+      return;
+    }
+    const quiet = Date.now() - this.progressAt;
+    if (quiet < this.stallMs) return;
+    const s = this.stats;
+    const sqFlags = Atomics.load(this.sq.words, this.sq.flags);
+    const where = `sq head ${Atomics.load(this.sq.words, this.sq.head)} tail ${this.sqTail}, cq head ${this.cqHead} tail ${Atomics.load(this.cq.words, this.cq.tail)}, `
+      + `sq flags 0x${sqFlags.toString(16)}, ${this.sqWait.length - this.sqWaitAt} SQE(s) waiting; ${s.enters} enters, ${s.submitted} submitted, ${s.reaped} reaped`;
+    s.stalls++;
+    const inFlight = this.busy;
+    const before = s.reaped;
+    try {
+      call('enter', this.fd, 0, 0, IORING_ENTER_GETEVENTS);
+    } catch (e) {
+      if (!(e instanceof sys.SysError && e.errno === EINTR)) throw new BlockError('IO', 'io_uring_enter (GETEVENTS)', { cause: e });
+    }
+    this.reap();
+    const got = s.reaped - before;
+    s.stallReaped += got;
+    if (s.stalls <= 10 || s.stalls % 100 === 0) {
+      this.warn(`io_uring stall #${s.stalls}: ${inFlight} operation(s) in flight and no completion for ${(quiet / 1000).toFixed(1)} s (${where}); io_uring_enter(GETEVENTS) brought ${got}`);
+    }
+    // At most one look per stallMs: the next is due only if this one changed nothing.
+    this.progressAt = Date.now();
   }
 
   private complete(lo: number, hi: number, res: number): void {
