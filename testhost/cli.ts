@@ -72,6 +72,7 @@ main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: u
   if (err instanceof TestHostError) {
     console.error(`testhost: ${err.message}`);
     if (err.kernelLogTail) console.error(`--- test host kernel log (tail) ---\n${err.kernelLogTail}`);
+    if (err.heartbeatTail) console.error(`--- test host heartbeat (last) ---\n${err.heartbeatTail}`);
     process.exitCode = err.code === 'TIMEOUT' || err.code === 'BOOT_TIMEOUT' ? 124 : 1;
   } else {
     console.error(`testhost: ${(err as Error).message}`);

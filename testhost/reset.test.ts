@@ -1,7 +1,7 @@
 // Which test-host endings are the emulated machine's own fault (run once more) and which are
 // real failures of the command or of the test host's kernel (reported as they are).
 import { describe, expect, test } from 'vitest';
-import { LOCKUP_S, TestHostError, longestLockup, testHostFault, type TestHostErrorCode } from './testhost.js';
+import { LOCKUP_S, TestHostError, heartbeatLines, longestLockup, testHostFault, type TestHostErrorCode } from './testhost.js';
 
 function ended(code: TestHostErrorCode, qemuExit: number | null, klog: string): TestHostError {
   const e = new TestHostError(code, 'test host ended', klog);
@@ -32,6 +32,13 @@ describe('testHostFault', () => {
     expect(longestLockup(log)).toBeLessThan(LOCKUP_S);
     expect(longestLockup(`${log}[ 324.65] watchdog: BUG: soft lockup - CPU#0 stuck for 78s! [qemu-system-x86:99]`)).toBe(78);
     expect(longestLockup('[ 15.1] kvm [128]: vcpu0, guest rIP: 0x0 Unhandled WRMSR(0xc0010007) = 0xffff')).toBe(0);
+  });
+
+  test('a_machine_whose_heartbeat_stopped_is_one_and_only_beat_lines_count_as_beats', () => {
+    expect(testHostFault(ended('FROZEN', null, ''))).toMatch(/froze/);
+    expect(heartbeatLines('beat 12.50 load 1.93 3/120 R 812(node) \r\nbeat 17.51 load 2.01 1/119 D 830(node)@io_schedule \r\nbea')).toEqual([
+      'beat 12.50 load 1.93 3/120 R 812(node) ', 'beat 17.51 load 2.01 1/119 D 830(node)@io_schedule ']);
+    expect(heartbeatLines('\n\r\nsomething beat 1\n')).toEqual([]);
   });
 
   test('a_qemu_that_failed_or_was_killed_and_a_timeout_are_not', () => {

@@ -14,7 +14,7 @@ import { which, ImageError } from '../images/stage.js';
 import { ConsoleParser } from './markers.js';
 import { probeKvm } from '../microhv/kvm/probe.js';
 
-export type TestHostErrorCode = 'MISSING_TOOL' | 'SCRATCH_FAILED' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED' | 'LOCKUP';
+export type TestHostErrorCode = 'MISSING_TOOL' | 'SCRATCH_FAILED' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED' | 'LOCKUP' | 'FROZEN';
 export class TestHostError extends Error {
   /** QEMU's pid, where it was started (it is dead by the time this is thrown). */
   qemuPid: number | undefined;
@@ -24,6 +24,8 @@ export class TestHostError extends Error {
   qemuExit: number | null = null;
   /** The tail of QEMU's CPU-reset log (-d cpu_reset). */
   resetLog = '';
+  /** The test host's last heartbeat lines (uptime, load, running and blocked tasks); see FROZEN_MS. */
+  heartbeatTail = '';
   constructor(readonly code: TestHostErrorCode, message: string, readonly kernelLogTail = '', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TestHostError';
@@ -40,6 +42,10 @@ export interface RunOptions {
   readonly timeoutMs?: number;
   /** Until the command starts. */
   readonly bootTimeoutMs?: number;
+  /** The test host has frozen when its heartbeat stops for this long (default FROZEN_MS). */
+  readonly frozenMs?: number;
+  /** Runs again after a test-host fault (default TEST_HOST_RERUNS). */
+  readonly reruns?: number;
   readonly memMiB?: number;
   readonly smp?: number;
   readonly accel?: Accel;
@@ -61,6 +67,8 @@ export interface RunResult {
   readonly accel: Accel;
   readonly kernelLog: string;
   readonly qemuPid: number;
+  /** Heartbeat lines the test host wrote while the command ran. */
+  readonly heartbeats: number;
 }
 
 
@@ -77,7 +85,7 @@ export function defaultAccel(): Promise<Accel> {
   return probed;
 }
 
-export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string, o: { memMiB: number; smp: number; accel: Accel; scratch?: string }): string[] {
+export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string, o: { memMiB: number; smp: number; accel: Accel; scratch?: string; beatFile?: string }): string[] {
   const cpu = o.accel === 'kvm'
     ? ['-accel', 'kvm', '-cpu', 'host']
     // An emulated CPU with SVM and nested paging, so kvm_amd loads inside.
@@ -88,6 +96,8 @@ export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string,
     '-kernel', image.kernel, '-initrd', image.initramfs,
     '-append', 'console=ttyS0 panic=-1 quiet',
     '-serial', `file:${logFile}`,
+    // The second port (ttyS1) carries stage 2's heartbeat.
+    ...(o.beatFile ? ['-serial', `file:${o.beatFile}`] : []),
     '-device', 'virtio-serial-pci', '-chardev', 'stdio,id=out,signal=off', '-device', 'virtconsole,chardev=out',
     // The root image comes first on the PCI bus, so it is /dev/vda; the scratch disk is /dev/vdb.
     '-drive', `file=${image.rootfs},format=raw,if=none,id=root,readonly=on`, '-device', 'virtio-blk-pci,drive=root',
@@ -123,7 +133,8 @@ const tail = (text: string, lines = 30): string => text.split('\n').slice(-lines
  *   and its kernel logged no panic or oops, so nothing inside chose to stop;
  * - it reset itself while booting (QEMU exited 0 before the command started);
  * - it hung while booting: the command had not started at the boot deadline (a boot takes about
- *   4 s on a 2-core machine; the deadline is 60 s).
+ *   4 s on a 2-core machine; the deadline is 60 s);
+ * - a CPU locked up (LOCKUP_S), or the whole machine froze (no heartbeat for FROZEN_MS).
  * Before the command started nothing of the project's ran, so the last two rerun whatever the
  * kernel logged (a broken image fails every rerun alike).
  * The emulated machine (TCG running nested SVM) does each of these now and then, also under the
@@ -138,6 +149,10 @@ export function testHostFault(e: unknown): string | undefined {
   // emulator ran a nested guest (an interrupt that never ends the guest's run), under microhv and
   // under the QEMU/KVM peer alike. No process can cause that, and nothing it runs can end it.
   if (e.code === 'LOCKUP') return 'a CPU of the test host locked up';
+  // Every CPU at once: stage 2's heartbeat, a shell loop, stops. A CI run's command once went silent
+  // for 11 minutes with nothing in the kernel log, where one stuck CPU would have drawn a soft lockup
+  // or an RCU stall report from another; a command that hangs in a live machine keeps the beat.
+  if (e.code === 'FROZEN') return 'the test host froze';
   if (e.code === 'NO_EXIT_STATUS' && e.qemuExit === 0 && !/Kernel panic|Oops|BUG:|general protection/.test(e.kernelLogTail)) {
     return 'the test host reset itself mid-command';
   }
@@ -153,6 +168,12 @@ export function longestLockup(kernelLog: string): number {
   for (const m of kernelLog.matchAll(/watchdog: BUG: soft lockup - CPU#\d+ stuck for (\d+)s!/g)) worst = Math.max(worst, Number(m[1]));
   return worst;
 }
+
+/** No heartbeat from the test host for this long while the command runs: it has frozen (a heartbeat comes every 5 s). */
+export const FROZEN_MS = 60_000;
+
+/** The heartbeat lines in the second serial port's output. */
+export const heartbeatLines = (text: string): string[] => text.split(/\r?\n/).filter((l) => l.startsWith('beat '));
 
 /** Runs after a test-host fault (testHostFault) before the fault is the result. */
 export const TEST_HOST_RERUNS = 2;
@@ -170,15 +191,16 @@ export const worstRunMs = (timeoutMs: number): number => (TEST_HOST_RERUNS + 1) 
  * TEST_HOST_RERUNS times; a command's own failure, a timeout or a kernel panic never reruns.
  */
 export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
+  const reruns = opts.reruns ?? TEST_HOST_RERUNS;
   for (let rerun = 0; ; rerun++) {
     try {
       return await runOnce(opts);
     } catch (e) {
       const why = testHostFault(e);
-      if (why === undefined || rerun === TEST_HOST_RERUNS) throw e;
+      if (why === undefined || rerun >= reruns) throw e;
       const t = e as TestHostError;
-      process.stderr.write(`testhost: ${why} (QEMU pid ${t.qemuPid ?? '?'}: ${t.message}); running the command again in a new one (${rerun + 1} of ${TEST_HOST_RERUNS}).\n`
-        + `  kernel log tail:\n${indent(t.kernelLogTail)}\n  QEMU's reset log:\n${indent(t.resetLog)}\n`);
+      process.stderr.write(`testhost: ${why} (QEMU pid ${t.qemuPid ?? '?'}: ${t.message}); running the command again in a new one (${rerun + 1} of ${reruns}).\n`
+        + `  kernel log tail:\n${indent(t.kernelLogTail)}\n  last heartbeats:\n${indent(t.heartbeatTail)}\n  QEMU's reset log:\n${indent(t.resetLog)}\n`);
     }
   }
 }
@@ -188,6 +210,7 @@ const indent = (text: string): string => (text.trim() ? text.split('\n').map((l)
 async function runOnce(opts: RunOptions): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 300_000;
   const bootTimeoutMs = opts.bootTimeoutMs ?? BOOT_TIMEOUT_MS;
+  const frozenMs = opts.frozenMs ?? FROZEN_MS;
   const accel = opts.accel ?? (await defaultAccel());
   let qemu: string;
   let setpriv: string;
@@ -203,6 +226,8 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
   const logFile = join(dir, 'kernel.log');
   writeFileSync(cmdFile, opts.command + '\n');
   writeFileSync(logFile, '');
+  const beatFile = join(dir, 'heartbeat.log');
+  writeFileSync(beatFile, '');
   let scratch: string | undefined;
   if (opts.scratchMiB !== undefined) {
     scratch = join(dir, 'scratch.ext4');
@@ -213,8 +238,9 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       throw err;
     }
   }
-  const args = qemuArgs(image, cmdFile, logFile, { memMiB: opts.memMiB ?? 2048, smp: opts.smp ?? 2, accel, scratch });
+  const args = qemuArgs(image, cmdFile, logFile, { memMiB: opts.memMiB ?? 2048, smp: opts.smp ?? 2, accel, scratch, beatFile });
   const kernelLog = (): string => { try { return readFileSync(logFile, 'utf8'); } catch { return ''; } };
+  const beats = (): string[] => { try { return heartbeatLines(readFileSync(beatFile, 'utf8')); } catch { return []; } };
   // QEMU logs every CPU reset with the CPU's state: the evidence when the test host resets itself.
   const qemuLog = join(dir, 'qemu.log');
   args.push('-d', 'cpu_reset,guest_errors', '-D', qemuLog);
@@ -237,16 +263,27 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         if (bootMs < 0) fail(new TestHostError('BOOT_TIMEOUT', `test host did not start the command within ${bootTimeoutMs / 1000} s; QEMU was killed`, tail(kernelLog())));
       }, bootTimeoutMs);
       let timer: NodeJS.Timeout | undefined;
+      let started = -1;
+      let lastBeats = 0;
+      let lastBeatAt = 0;
       const commandStarted = (): void => {
+        started = lastBeatAt = performance.now();
         timer = setTimeout(() => {
           fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())));
         }, timeoutMs);
       };
-      const lockupWatch = setInterval(() => {
+      const watch = setInterval(() => {
         const log = kernelLog();
         const stuck = longestLockup(log);
         if (stuck >= LOCKUP_S) fail(new TestHostError('LOCKUP', `a CPU of the test host was stuck for ${stuck} s (soft lockup); QEMU was killed`, tail(log)));
-      }, 5000);
+        if (started < 0) return;
+        const n = beats().length;
+        const now = performance.now();
+        if (n !== lastBeats) { lastBeats = n; lastBeatAt = now; }
+        if (now - lastBeatAt >= frozenMs) {
+          fail(new TestHostError('FROZEN', `the test host gave no heartbeat for ${Math.round((now - lastBeatAt) / 1000)} s (${n === 0 ? 'none since the command started' : `${n} before`}); QEMU was killed`, tail(log)));
+        }
+      }, Math.min(5000, frozenMs / 4));
 
       child.stdout!.on('data', (chunk: Buffer) => {
         emit(parser.feed(decoder.write(chunk)));
@@ -257,10 +294,11 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         clearTimeout(bootTimer);
-        clearInterval(lockupWatch);
+        clearInterval(watch);
         live.delete(child);
         const resetLog = (): string => { try { return tail(readFileSync(qemuLog, 'utf8'), 40); } catch { return ''; } };
-        if (failure) { failure.qemuPid = child.pid; failure.output = output; failure.resetLog = resetLog(); return reject(failure); }
+        const beatTail = beats().slice(-3).join('\n');
+        if (failure) { failure.qemuPid = child.pid; failure.output = output; failure.resetLog = resetLog(); failure.heartbeatTail = beatTail; return reject(failure); }
         const exitCode = parser.exitCode;
         if (exitCode === undefined) {
           const e = new TestHostError(bootMs < 0 ? 'QEMU_FAILED' : 'NO_EXIT_STATUS',
@@ -270,9 +308,10 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
           e.output = output;
           e.qemuExit = code;
           e.resetLog = resetLog();
+          e.heartbeatTail = beatTail;
           return reject(e);
         }
-        resolve({ exitCode, output, bootMs, totalMs: performance.now() - t0, accel, kernelLog: kernelLog(), qemuPid: child.pid ?? -1 });
+        resolve({ exitCode, output, bootMs, totalMs: performance.now() - t0, accel, kernelLog: kernelLog(), qemuPid: child.pid ?? -1, heartbeats: beats().length });
       });
     });
   } finally {

@@ -35,9 +35,10 @@ describe('test host', () => {
     expect(r.exitCode).toBe(0);
   });
 
-  test('kills_a_hung_command_at_its_timeout_and_leaves_no_qemu', async () => {
+  test('kills_a_hung_command_at_its_timeout_and_leaves_no_qemu_its_heartbeat_naming_what_ran', async () => {
     const started = performance.now();
-    const err = await runInTestHost({ image, command: 'echo started; sleep 100000', timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
+    // A shell spinning in a live machine: the heartbeat goes on and names it.
+    const err = await runInTestHost({ image, command: 'echo started; while :; do :; done', timeoutMs: 20_000 }).then(() => undefined, (e: unknown) => e);
     expect(err).toBeInstanceOf(TestHostError);
     const e = err as TestHostError;
     expect(e.code).toBe('TIMEOUT');
@@ -45,6 +46,28 @@ describe('test host', () => {
     expect(performance.now() - started).toBeLessThan(35_000);
     expect(e.qemuPid).toBeGreaterThan(0);
     expect(alive(e.qemuPid!)).toBe(false);
+    expect(e.heartbeatTail.split('\n').length).toBeGreaterThanOrEqual(2);
+    expect(e.heartbeatTail.split('\n').at(-1)).toMatch(/^beat [\d.]+ load [\d.]+ \d+\/\d+ .*R \d+\(sh\)/);
+  });
+
+  test('a_machine_whose_heartbeat_stops_is_frozen_and_killed_with_no_qemu_left', async () => {
+    const started = performance.now();
+    // The beat stopped from inside, as a frozen machine stops it; the command itself sleeps on.
+    const err = await runInTestHost({ image, command: 'kill -STOP $(cat /run/heartbeat.pid) && echo stopped; sleep 100000', timeoutMs: 120_000, frozenMs: 15_000, reruns: 0 })
+      .then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(TestHostError);
+    const e = err as TestHostError;
+    expect(e.code).toBe('FROZEN');
+    expect(e.output).toContain('stopped');
+    expect(e.message).toMatch(/no heartbeat for 1\d s.*QEMU was killed/);
+    expect(performance.now() - started).toBeLessThan(60_000);
+    expect(alive(e.qemuPid!)).toBe(false);
+  });
+
+  test('a_command_that_runs_12_s_gets_heartbeats_all_along', async () => {
+    const r = await runInTestHost({ image, command: 'sleep 12; echo slept', timeoutMs: 60_000 });
+    expect(r.output).toContain('slept');
+    expect(r.heartbeats).toBeGreaterThanOrEqual(2);
   });
 
   test('a_boot_that_misses_its_deadline_runs_again_twice_then_fails_with_no_qemu_left', async () => {

@@ -29,6 +29,24 @@ echo "@@microhv-testhost-ready@@" > "$port"
 if [ -b /dev/vdb ] && ! mount -t ext4 -o noatime /dev/vdb /scratch; then
   echo "testhost: cannot mount the scratch disk /dev/vdb" > "$port"
 fi
+# The runner's liveness signal (testhost.ts, FROZEN): a line on the second serial port every 5 s with
+# the kernel's uptime and load and the tasks that are running or in uninterruptible sleep (with where
+# they sleep), so that a machine that stops beating has frozen, and a command that hangs in a live one
+# says where.
+beat() {
+  while :; do
+    tasks=$(awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [A-Z] .*/, "", c)
+      if (c == "awk") next
+      if (f[1] == "D" || (f[1] == "R" && f[2] != 2 && $1 != 2)) {
+        printf "%s %s(%s)", f[1], $1, c
+        if (f[1] == "D") { w = ""; getline w < ("/proc/" $1 "/wchan"); close("/proc/" $1 "/wchan"); printf "@%s", w }
+        printf " "
+      } }' /proc/[0-9]*/stat 2>/dev/null)
+    echo "beat $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1,4 /proc/loadavg) $tasks"
+    sleep 5
+  done
+}
+if [ -c /dev/ttyS1 ]; then beat > /dev/ttyS1 2>/dev/null & echo $! > /run/heartbeat.pid; fi
 cd /opt/microhv
 sh /run/cmd < /dev/null > "$port" 2>&1
 rc=$?

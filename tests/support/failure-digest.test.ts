@@ -2,11 +2,12 @@ import { describe, expect, test } from 'vitest';
 import { digestError } from './failure-digest.js';
 
 describe('failure digest', () => {
-  test('a_test_host_error_brings_its_code_the_last_diagnostic_output_lines_and_the_kernel_tail', () => {
+  test('a_test_host_error_brings_its_code_the_last_diagnostic_output_lines_the_kernel_tail_and_the_last_heartbeat', () => {
     const lines = digestError({
       name: 'TestHostError', code: 'TIMEOUT', message: 'command did not finish within 330 s\nsecond line',
       output: 'boot noise\nmicrohv: guest reset (triple fault on vCPU 0)\n\nplain words\nrun-exit=137\n',
       kernelLogTail: 'k1\nk2\nk3\nwatchdog: BUG: soft lockup - CPU#1 stuck for 80s!\n',
+      heartbeatTail: 'beat 300.1 load 2.00 2/99 R 81(node)\nbeat 305.1 load 2.00 1/99 D 90(node)@io_schedule',
     });
     expect(lines).toEqual([
       '  TestHostError TIMEOUT: command did not finish within 330 s',
@@ -15,6 +16,7 @@ describe('failure digest', () => {
       '    kernel | k2',
       '    kernel | k3',
       '    kernel | watchdog: BUG: soft lockup - CPU#1 stuck for 80s!',
+      '    beat   | beat 305.1 load 2.00 1/99 D 90(node)@io_schedule',
     ]);
   });
 

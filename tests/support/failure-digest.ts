@@ -17,6 +17,8 @@ export function digestError(e: SerializedError): string[] {
   const out = [`  ${cut(`${e.name ?? 'Error'}${typeof e.code === 'string' ? ` ${e.code}` : ''}: ${e.message.split('\n')[0]}`)}`];
   for (const l of lastLines(e.output, 4, diagnostic)) out.push(`    output | ${cut(l)}`);
   for (const l of lastLines(e.kernelLogTail, 3)) out.push(`    kernel | ${cut(l)}`);
+  // The test host's last heartbeat: a live machine, and what ran or blocked in it, or a frozen one.
+  for (const l of lastLines(e.heartbeatTail, 1)) out.push(`    beat   | ${cut(l)}`);
   if (e.output === undefined) for (const l of lastLines(e.actual, 6, diagnostic)) out.push(`    actual | ${cut(l)}`);
   return out;
 }
