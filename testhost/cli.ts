@@ -73,6 +73,7 @@ main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: u
     console.error(`testhost: ${err.message}`);
     if (err.kernelLogTail) console.error(`--- test host kernel log (tail) ---\n${err.kernelLogTail}`);
     if (err.heartbeatTail) console.error(`--- test host heartbeat (last) ---\n${err.heartbeatTail}`);
+    if (err.qemuThreads.length > 0) console.error(`--- QEMU's threads in its last second ---\n${err.qemuThreads.join('\n')}`);
     process.exitCode = err.code === 'TIMEOUT' || err.code === 'BOOT_TIMEOUT' ? 124 : 1;
   } else {
     console.error(`testhost: ${(err as Error).message}`);

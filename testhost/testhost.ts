@@ -13,6 +13,7 @@ import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { which, ImageError } from '../images/stage.js';
 import { ConsoleParser } from './markers.js';
 import { probeKvm } from '../microhv/kvm/probe.js';
+import { describeThreads, readThreads } from './threads.js';
 
 export type TestHostErrorCode = 'MISSING_TOOL' | 'SCRATCH_FAILED' | 'TIMEOUT' | 'BOOT_TIMEOUT' | 'NO_EXIT_STATUS' | 'QEMU_FAILED' | 'LOCKUP' | 'FROZEN';
 export class TestHostError extends Error {
@@ -26,6 +27,8 @@ export class TestHostError extends Error {
   resetLog = '';
   /** The test host's last heartbeat lines (uptime, load, running and blocked tasks); see FROZEN_MS. */
   heartbeatTail = '';
+  /** QEMU's threads over the second before it was killed for a timeout, a freeze or a lockup (threads.ts). */
+  qemuThreads: string[] = [];
   constructor(readonly code: TestHostErrorCode, message: string, readonly kernelLogTail = '', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TestHostError';
@@ -93,6 +96,8 @@ export function qemuArgs(image: TestHostImage, cmdFile: string, logFile: string,
   return [
     ...cpu, '-smp', String(o.smp), '-m', String(o.memMiB),
     '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+    // Named threads ("CPU 0/TCG"), for what the runner reads of a hung test host (threads.ts).
+    '-name', 'testhost,debug-threads=on',
     '-kernel', image.kernel, '-initrd', image.initramfs,
     '-append', 'console=ttyS0 panic=-1 quiet',
     '-serial', `file:${logFile}`,
@@ -175,6 +180,9 @@ export const FROZEN_MS = 60_000;
 /** The heartbeat lines in the second serial port's output. */
 export const heartbeatLines = (text: string): string[] => text.split(/\r?\n/).filter((l) => l.startsWith('beat '));
 
+/** How long QEMU's threads are watched before a hung test host is killed. */
+const THREAD_LOOK_MS = 1000;
+
 /** Runs after a test-host fault (testHostFault) before the fault is the result. */
 export const TEST_HOST_RERUNS = 2;
 
@@ -200,7 +208,7 @@ export async function runInTestHost(opts: RunOptions): Promise<RunResult> {
       if (why === undefined || rerun >= reruns) throw e;
       const t = e as TestHostError;
       process.stderr.write(`testhost: ${why} (QEMU pid ${t.qemuPid ?? '?'}: ${t.message}); running the command again in a new one (${rerun + 1} of ${reruns}).\n`
-        + `  kernel log tail:\n${indent(t.kernelLogTail)}\n  last heartbeats:\n${indent(t.heartbeatTail)}\n  QEMU's reset log:\n${indent(t.resetLog)}\n`);
+        + `  kernel log tail:\n${indent(t.kernelLogTail)}\n  last heartbeats:\n${indent(t.heartbeatTail)}\n  QEMU's threads:\n${indent(t.qemuThreads.join('\n'))}\n  QEMU's reset log:\n${indent(t.resetLog)}\n`);
     }
   }
 }
@@ -256,7 +264,15 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       let stderr = '';
       let bootMs = -1;
       let failure: TestHostError | undefined;
-      const fail = (e: TestHostError): void => { failure ??= e; child.kill('SIGKILL'); };
+      // A machine that hung is looked at for a second before it dies: what QEMU's threads do then.
+      const fail = (e: TestHostError, look = false): void => {
+        if (failure) return;
+        failure = e;
+        const pid = child.pid;
+        if (!look || pid === undefined) { child.kill('SIGKILL'); return; }
+        const first = readThreads(pid);
+        setTimeout(() => { e.qemuThreads = describeThreads(first, readThreads(pid), THREAD_LOOK_MS); child.kill('SIGKILL'); }, THREAD_LOOK_MS);
+      };
       const emit = (text: string): void => { if (text) { output += text; opts.onOutput?.(text); } };
 
       const bootTimer = setTimeout(() => {
@@ -269,19 +285,19 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       const commandStarted = (): void => {
         started = lastBeatAt = performance.now();
         timer = setTimeout(() => {
-          fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())));
+          fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())), true);
         }, timeoutMs);
       };
       const watch = setInterval(() => {
         const log = kernelLog();
         const stuck = longestLockup(log);
-        if (stuck >= LOCKUP_S) fail(new TestHostError('LOCKUP', `a CPU of the test host was stuck for ${stuck} s (soft lockup); QEMU was killed`, tail(log)));
+        if (stuck >= LOCKUP_S) fail(new TestHostError('LOCKUP', `a CPU of the test host was stuck for ${stuck} s (soft lockup); QEMU was killed`, tail(log)), true);
         if (started < 0) return;
         const n = beats().length;
         const now = performance.now();
         if (n !== lastBeats) { lastBeats = n; lastBeatAt = now; }
         if (now - lastBeatAt >= frozenMs) {
-          fail(new TestHostError('FROZEN', `the test host gave no heartbeat for ${Math.round((now - lastBeatAt) / 1000)} s (${n === 0 ? 'none since the command started' : `${n} before`}); QEMU was killed`, tail(log)));
+          fail(new TestHostError('FROZEN', `the test host gave no heartbeat for ${Math.round((now - lastBeatAt) / 1000)} s (${n === 0 ? 'none since the command started' : `${n} before`}); QEMU was killed`, tail(log)), true);
         }
       }, Math.min(5000, frozenMs / 4));
 

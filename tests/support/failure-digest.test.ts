@@ -2,12 +2,13 @@ import { describe, expect, test } from 'vitest';
 import { digestError } from './failure-digest.js';
 
 describe('failure digest', () => {
-  test('a_test_host_error_brings_its_code_the_last_diagnostic_output_lines_the_kernel_tail_and_the_last_heartbeat', () => {
+  test('a_test_host_error_brings_its_code_the_last_diagnostic_output_lines_the_kernel_tail_the_last_heartbeat_and_qemus_threads', () => {
     const lines = digestError({
       name: 'TestHostError', code: 'TIMEOUT', message: 'command did not finish within 330 s\nsecond line',
       output: 'boot noise\nmicrohv: guest reset (triple fault on vCPU 0)\n\nplain words\nrun-exit=137\n',
       kernelLogTail: 'k1\nk2\nk3\nwatchdog: BUG: soft lockup - CPU#1 stuck for 80s!\n',
       heartbeatTail: 'beat 300.1 load 2.00 2/99 R 81(node)\nbeat 305.1 load 2.00 1/99 D 90(node)@io_schedule',
+      qemuThreads: ['CPU 0/TCG R 99%', 'CPU 1/TCG S 0% futex_wait_queue', 'qemu-system-x86 S 0% do_sys_poll', 'worker S 0%', 'call_rcu S 0%'],
     });
     expect(lines).toEqual([
       '  TestHostError TIMEOUT: command did not finish within 330 s',
@@ -17,6 +18,10 @@ describe('failure digest', () => {
       '    kernel | k3',
       '    kernel | watchdog: BUG: soft lockup - CPU#1 stuck for 80s!',
       '    beat   | beat 305.1 load 2.00 1/99 D 90(node)@io_schedule',
+      '    qemu   | CPU 0/TCG R 99%',
+      '    qemu   | CPU 1/TCG S 0% futex_wait_queue',
+      '    qemu   | qemu-system-x86 S 0% do_sys_poll',
+      '    qemu   | worker S 0%',
     ]);
   });
 

@@ -19,6 +19,8 @@ export function digestError(e: SerializedError): string[] {
   for (const l of lastLines(e.kernelLogTail, 3)) out.push(`    kernel | ${cut(l)}`);
   // The test host's last heartbeat: a live machine, and what ran or blocked in it, or a frozen one.
   for (const l of lastLines(e.heartbeatTail, 1)) out.push(`    beat   | ${cut(l)}`);
+  // QEMU's busiest threads in its last second (a hung test host's): spinning vCPUs or sleeping ones.
+  if (Array.isArray(e.qemuThreads)) for (const l of (e.qemuThreads as unknown[]).slice(0, 4)) out.push(`    qemu   | ${cut(String(l))}`);
   if (e.output === undefined) for (const l of lastLines(e.actual, 6, diagnostic)) out.push(`    actual | ${cut(l)}`);
   return out;
 }
