@@ -22,13 +22,22 @@ const DIRECT_IMAGE = '/scratch/blk-b.img';
 const FLUSH_IMAGE = '/scratch/blk-c.img';
 const URING_IMAGE = '/scratch/blk-d.img';
 
+const TRACE = '/sys/kernel/tracing';
+/**
+ * The test host's KVM events in a ring buffer, so that a guest that triple faults leaves the exits
+ * before its shutdown: the two caught so far each faulted on the fetch right after an instruction
+ * KVM had completed in software (a WRMSR, a doorbell write), which the guest's console cannot show.
+ */
+const KVM_TRACE = `mount -t tracefs nodev ${TRACE} 2>/dev/null; echo 1024 > ${TRACE}/buffer_size_kb; `
+  + `for e in kvm_exit kvm_inj_exception kvm_page_fault; do echo 1 > ${TRACE}/events/kvm/$e/enable; done; `;
+
 /**
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
  * guest's lines, microhv's count of injected kills per domain and its own last messages.
  */
 function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, extra = '', kernelArgs = '', vcpus = 1): string {
   const cmdline = `console=ttyS0 quiet panic=-1 ${kernelArgs}${kernelArgs ? ' ' : ''}microhv.scenario=${scenario} microhv.args=${args}`;
-  return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; `
+  return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; echo > ${TRACE}/trace; `
     + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${extra}`, vcpus, timeoutS)
     + `grep -a 'microhv-guest:' /tmp/console.log; `
     // The first block domain's start-up line: the image, its options and its I/O path (io_uring or thread pool).
@@ -39,7 +48,9 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     // microhv's own last messages (a refused option is followed by the usage, left out here).
     + `grep '^microhv:' /tmp/err.txt | grep -v 'module Debug\\|fault: killing' | tail -6; `
     // A guest that reset: its kernel's last words are the only trace (AMD loses the vCPU's state).
-    + `if grep -q 'guest reset' /tmp/err.txt; then tail -n 20 /tmp/console.log | sed 's/^/console-tail: /'; fi; `;
+    + `if grep -q 'guest reset' /tmp/err.txt; then tail -n 20 /tmp/console.log | sed 's/^/console-tail: /'; `
+    // ...and the vCPU's last exits, the shutdown last (its intr_info is the event it was delivering).
+    + `grep -B 2 -m1 'reason shutdown' ${TRACE}/trace | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; fi; `;
 }
 
 /** The output of each section, by name. */
@@ -76,7 +87,7 @@ describe('block domain: size, read-only flag, data checks and durability', () =>
   beforeAll(async () => {
     const r = await runInTestHost({
       image, scratchMiB: 512, timeoutMs: 720_000,
-      command: `truncate -s ${IMAGE_MIB}M ${TMP_IMAGE} ${DIRECT_IMAGE} ${URING_IMAGE} && truncate -s 64M ${FLUSH_IMAGE}; `
+      command: KVM_TRACE + `truncate -s ${IMAGE_MIB}M ${TMP_IMAGE} ${DIRECT_IMAGE} ${URING_IMAGE} && truncate -s 64M ${FLUSH_IMAGE}; `
         + section('disk-rw', 'disk', 'write', { path: TMP_IMAGE }, 90)
         + section('disk-ro', 'disk', 'write', { path: TMP_IMAGE, readonly: true }, 90)
         // A driver that leaves MSI-X off: the function's INTx pin, through the pci and ioapic domains.
@@ -164,7 +175,7 @@ describe('block domain: data checks while domains are killed every 2 s', () => {
   beforeAll(async () => {
     const r = await runInTestHost({
       image, scratchMiB: 512, timeoutMs: 420_000,
-      command: `truncate -s ${IMAGE_MIB}M ${DIRECT_IMAGE}; `
+      command: KVM_TRACE + `truncate -s ${IMAGE_MIB}M ${DIRECT_IMAGE}; `
         + section('kill-block', 'fioverify', '30,16', { path: DIRECT_IMAGE, direct: true }, 180, '--fault kill:block:2000:15000')
         + section('kill-pci', 'fioverify', '30,16', { path: DIRECT_IMAGE, direct: true }, 180, '--fault kill:pci:2000:15000'),
     });

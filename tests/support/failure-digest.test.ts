@@ -27,11 +27,13 @@ describe('failure digest', () => {
 
   test('a_failed_expectation_brings_the_last_diagnostic_lines_of_the_value_it_checked_each_cut_to_200', () => {
     const long = `microhv: ${'x'.repeat(300)}`;
-    const lines = digestError({ name: 'AssertionError', message: "expected '…' to contain 'run-exit=0'", actual: `a\nb\n${long}\nrun-exit=1` });
+    const lines = digestError({ name: 'AssertionError', message: "expected '…' to contain 'run-exit=0'", actual: `a\nb\n${long}\nrun-exit=1\nkvm-trace: kvm_exit: vcpu 0 reason shutdown rip 0x1` });
     expect(lines[0]).toBe("  AssertionError: expected '…' to contain 'run-exit=0'");
-    expect(lines.slice(1).map((l) => l.slice(0, 13))).toEqual(['    actual | ', '    actual | ']);
+    expect(lines.slice(1).map((l) => l.slice(0, 13))).toEqual(['    actual | ', '    actual | ', '    actual | ']);
     expect(lines[1]?.length).toBe('    actual | '.length + 200);
     expect(lines[1]?.endsWith('…')).toBe(true);
     expect(lines[2]).toBe('    actual | run-exit=1');
+    // A guest's last KVM exits before a triple fault (the block host test's kvm-trace lines) are kept.
+    expect(lines[3]).toBe('    actual | kvm-trace: kvm_exit: vcpu 0 reason shutdown rip 0x1');
   });
 });

@@ -10,7 +10,7 @@ const lastLines = (text: unknown, n: number, keep: (l: string) => boolean = () =
   typeof text === 'string' ? text.split('\n').map((l) => l.trimEnd()).filter((l) => l.trim() !== '' && keep(l)).slice(-n) : [];
 
 /** Lines that say what a guest, microhv or fio did; the rest of a run's output is noise here. */
-const diagnostic = (l: string): boolean => /microhv|run-exit|error|fault|fail|timeout|lockup|stuck|stall|panic|DOWN|=/i.test(l);
+const diagnostic = (l: string): boolean => /microhv|run-exit|error|fault|fail|timeout|lockup|stuck|stall|panic|DOWN|kvm-trace|=/i.test(l);
 
 /** The lines printed for one error: its first line, then the evidence it carries. */
 export function digestError(e: SerializedError): string[] {
