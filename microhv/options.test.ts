@@ -21,6 +21,14 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const run = (...rest: string[]): ReturnType<typeof parse> => parse(['run', '--kernel', 'k', ...rest]);
 
+describe('post-mortem', () => {
+  test('dump_on_reset_takes_a_file_and_is_off_by_default', () => {
+    expect(run().dumpOnReset).toBeUndefined();
+    expect(run('--dump-on-reset', '/tmp/g.dump', '--no-reboot')).toMatchObject({ dumpOnReset: '/tmp/g.dump', noReboot: true });
+    expect(() => run('--dump-on-reset')).toThrow(/argument missing|dump-on-reset/);
+  });
+});
+
 describe('disks', () => {
   test('no_disk_by_default_and_the_defaults_of_a_run', () => {
     expect(run()).toMatchObject({ disks: [], memMiB: 512, vcpus: 1, noReboot: false, faults: [], cmdline: 'console=ttyS0 panic=-1' });

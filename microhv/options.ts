@@ -11,7 +11,7 @@ export const MAX_QUEUES = 15;
 export const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmdline TEXT] [--mem MIB] [--vcpus N]
                    [--console-log FILE] [--console-socket PATH] [--timeout SECONDS] [--no-reboot]
                    [--disk IMAGE[,readonly][,direct][,uring][,queues=N]]... [--fault ACTION:DOMAIN:EVERY_MS[:FIRST_MS]]...
-                   [--until TEXT [--until-count N]]
+                   [--until TEXT [--until-count N]] [--dump-on-reset FILE]
   Boots a guest under microhv with its console, ioapic and pci domains. Each --disk gives it a virtio-blk
   disk on the raw image file IMAGE (/dev/vda, /dev/vdb, ... in a Linux guest, in order; at most ${MAX_DISKS}),
   served by its own block domain: readonly refuses the guest's writes, direct uses O_DIRECT (the image
@@ -22,7 +22,9 @@ export const USAGE = `usage: microhv run --kernel BZIMAGE [--initrd FILE] [--cmd
   --fault injects faults into a domain every EVERY_MS, first after FIRST_MS (default EVERY_MS): kill
   (SIGKILL) or hang (SIGSTOP: the heartbeat finds it hung). Domains: console, ioapic, pci, and block,
   block1, block2, ... for the disks in order. Repeatable.
-  --until TEXT ends the run (exit 0) once the guest's console has shown TEXT N times (default 1).`;
+  --until TEXT ends the run (exit 0) once the guest's console has shown TEXT N times (default 1).
+  --dump-on-reset FILE writes guest RAM to FILE when the guest resets (a triple fault, a reboot), before
+  it boots again or the run ends: a sparse raw image whose file offset is the guest-physical address.`;
 
 export type FaultAction = 'kill' | 'hang';
 export interface Fault { readonly action: FaultAction; readonly domain: string; readonly everyMs: number; readonly firstMs: number }
@@ -30,7 +32,7 @@ export interface Disk { readonly path: string; readonly readOnly: boolean; reado
 export interface Options {
   readonly kernel: string; readonly initrd?: string; readonly cmdline: string; readonly memMiB: number; readonly vcpus: number;
   readonly consoleLog: string; readonly consoleSocket?: string; readonly timeoutS?: number; readonly until?: string; readonly untilCount: number;
-  readonly noReboot: boolean; readonly faults: readonly Fault[]; readonly disks: readonly Disk[];
+  readonly noReboot: boolean; readonly faults: readonly Fault[]; readonly disks: readonly Disk[]; readonly dumpOnReset?: string;
 }
 
 /** The block domain serving disk `index` (0: /dev/vda): block, block1, block2, ... */
@@ -67,7 +69,7 @@ export function parse(argv: string[]): Options {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: {
     kernel: { type: 'string' }, initrd: { type: 'string' }, cmdline: { type: 'string' }, mem: { type: 'string' }, vcpus: { type: 'string' },
     'console-log': { type: 'string' }, 'console-socket': { type: 'string' }, timeout: { type: 'string' }, until: { type: 'string' }, 'until-count': { type: 'string' },
-    'no-reboot': { type: 'boolean' }, fault: { type: 'string', multiple: true }, disk: { type: 'string', multiple: true }, help: { type: 'boolean' },
+    'no-reboot': { type: 'boolean' }, 'dump-on-reset': { type: 'string' }, fault: { type: 'string', multiple: true }, disk: { type: 'string', multiple: true }, help: { type: 'boolean' },
   } });
   if (values.help) { console.log(USAGE); process.exit(0); }
   if (positionals[0] !== 'run') throw new Error(`unknown command '${positionals[0] ?? ''}'`);
@@ -96,5 +98,6 @@ export function parse(argv: string[]): Options {
     vcpus: int(values.vcpus, '--vcpus', 1, 1, 64), consoleLog: values['console-log'] ?? `/tmp/microhv-console-${process.pid}.log`,
     consoleSocket: values['console-socket'], until: values.until, untilCount: int(values['until-count'], '--until-count', 1, 1, 1_000_000), noReboot: values['no-reboot'] ?? false,
     timeoutS: values.timeout === undefined ? undefined : int(values.timeout, '--timeout', 0, 1, 86_400), faults, disks,
+    dumpOnReset: values['dump-on-reset'],
   };
 }

@@ -96,13 +96,20 @@ async function main(argv: string[]): Promise<number> {
     // A reset request may come from the console domain (i8042, ACPI) and from a vCPU (triple fault) at
     // once: the first starts the reboot, the rest find it under way.
     let rebooting = false;
+    const dump = (): void => {
+      if (o.dumpOnReset === undefined) return;
+      try {
+        console.error(`microhv: guest RAM written to ${o.dumpOnReset} (${(guest.memory.dump(o.dumpOnReset) / 2 ** 20).toFixed(1)} MiB not zero)`);
+      } catch (e) { console.error(`microhv: --dump-on-reset ${o.dumpOnReset}: ${(e as Error).message}`); }
+    };
     const reboot = (source: string): void => {
-      if (o.noReboot) { console.error(`microhv: guest reset (${source}); --no-reboot`); resolve(0); return; }
+      if (o.noReboot) { console.error(`microhv: guest reset (${source}); --no-reboot`); dump(); resolve(0); return; }
       if (rebooting || (guest.state !== 'running' && guest.state !== 'paused')) return;
       rebooting = true;
       console.error(`microhv: guest reset (${source}): rebooting`);
       (async () => {
         await guest.halt();
+        dump();
         await manager.resetDevices();
         await guest.powerOn();
         reboots++;

@@ -27,6 +27,7 @@ const TRACE = '/sys/kernel/tracing';
  * The test host's KVM events in a ring buffer, so that a guest that triple faults leaves the exits
  * before its shutdown: the two caught so far each faulted on the fetch right after an instruction
  * KVM had completed in software (a WRMSR, a doorbell write), which the guest's console cannot show.
+ * Such a guest's RAM is also dumped (--dump-on-reset) and its kernel page tables checked for that RIP.
  */
 const KVM_TRACE = `mount -t tracefs nodev ${TRACE} 2>/dev/null; echo 1024 > ${TRACE}/buffer_size_kb; `
   + `for e in kvm_exit kvm_inj_exception kvm_page_fault; do echo 1 > ${TRACE}/events/kvm/$e/enable; done; `;
@@ -38,7 +39,7 @@ const KVM_TRACE = `mount -t tracefs nodev ${TRACE} 2>/dev/null; echo 1024 > ${TR
 function section(name: string, scenario: string, args: string, disk: GuestDisk, timeoutS: number, extra = '', kernelArgs = '', vcpus = 1): string {
   const cmdline = `console=ttyS0 quiet panic=-1 ${kernelArgs}${kernelArgs ? ' ' : ''}microhv.scenario=${scenario} microhv.args=${args}`;
   return `echo '=== ${name}'; rm -f /tmp/console.log /tmp/err.txt; echo > ${TRACE}/trace; `
-    + microhvRunCommand(cmdline, `--no-reboot ${microhvDiskArg(disk)} ${extra}`, vcpus, timeoutS)
+    + microhvRunCommand(cmdline, `--no-reboot --dump-on-reset /tmp/guest.dump ${microhvDiskArg(disk)} ${extra}`, vcpus, timeoutS)
     + `grep -a 'microhv-guest:' /tmp/console.log; `
     // The first block domain's start-up line: the image, its options and its I/O path (io_uring or thread pool).
     + `grep -m1 '^block\\[[0-9]*\\]: .* generation 1:' /tmp/err.txt; `
@@ -50,7 +51,10 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     // A guest that reset: its kernel's last words are the only trace (AMD loses the vCPU's state).
     + `if grep -q 'guest reset' /tmp/err.txt; then tail -n 20 /tmp/console.log | sed 's/^/console-tail: /'; `
     // ...and the vCPU's last exits, the shutdown last (its intr_info is the event it was delivering).
-    + `grep -B 2 -m1 'reason shutdown' ${TRACE}/trace | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; fi; `;
+    + `grep -B 2 -m1 'reason shutdown' ${TRACE}/trace | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; `
+    // ...and whether the kernel's page tables for the RIP it faulted at are intact in its RAM (pt-check.ts).
+    + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${TRACE}/trace | grep -o '0x[0-9a-f]*'); `
+    + `[ -n "$rip" ] && [ -f /tmp/guest.dump ] && node dist/tests/support/pt-check.js /tmp/guest.dump "$rip" | sed 's/^/pt-check: /'; fi; rm -f /tmp/guest.dump; `;
 }
 
 /** The output of each section, by name. */

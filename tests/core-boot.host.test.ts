@@ -55,20 +55,33 @@ describe('microhv core boots a stock kernel', () => {
     expect(r.output).not.toContain('failed');
   });
 
-  test('a_guest_triple_fault_with_no_reboot_ends_the_run_at_once', async () => {
+  test('a_guest_triple_fault_with_no_reboot_ends_the_run_at_once_leaving_a_ram_dump_whose_page_tables_map_its_rip', async () => {
     // reboot=t: the guest kernel restarts by triple fault, so its vCPU thread ends with a shutdown
     // exit before microhv stops the guest (a stop that kicked the ended thread once threw, and the
-    // run then hung at exit until its hard kill).
+    // run then hung at exit until its hard kill). The kernel's page tables are whole then: the
+    // post-mortem (--dump-on-reset, pt-check.ts, at the RIP of the test host's KVM shutdown exit) must
+    // find them and walk that RIP to a present page.
+    const T = '/sys/kernel/tracing';
     const r = await runInTestHost({
       image,
-      command: 'timeout -s KILL 200 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 1 '
+      command: `mount -t tracefs nodev ${T}; echo 'exit_reason == 127' > ${T}/events/kvm/kvm_exit/filter; echo 1 > ${T}/events/kvm/kvm_exit/enable; `
+        + 'timeout -s KILL 200 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 1 '
         + "--cmdline 'console=ttyS0 quiet panic=-1 reboot=t microhv.scenario=reboot' --console-log /tmp/console.log --timeout 180 "
-        + "--no-reboot >/dev/null 2>/tmp/err.txt; echo run-exit=$?; grep 'guest reset\\|failed\\|domains' /tmp/err.txt",
+        + "--no-reboot --dump-on-reset /tmp/guest.dump >/dev/null 2>/tmp/err.txt; echo run-exit=$?; grep 'guest reset\\|failed\\|domains\\|RAM' /tmp/err.txt; "
+        + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${T}/trace | grep -o '0x[0-9a-f]*'); echo rip=$rip; `
+        + 'node dist/tests/support/pt-check.js /tmp/guest.dump "$rip"',
       timeoutMs: 300_000,
     });
     expect(r.output).toMatch(/guest reset \(vCPU reset: triple fault on vCPU 0 .*\); --no-reboot/);
     expect(r.output).toContain('run-exit=0');
     expect(r.output).toMatch(/microhv: domains \{/);
     expect(r.output).not.toContain('failed');
+    // A few hundred MiB of a 512 MiB guest is not zero by the time it has booted to its /init.
+    expect(Number(/guest RAM written to \/tmp\/guest\.dump \(([\d.]+) MiB not zero\)/.exec(r.output)?.[1])).toBeGreaterThan(50);
+    const rip = /^rip=(0xffffffff[0-9a-f]{8})$/m.exec(r.output)?.[1];
+    expect(rip, 'no shutdown exit in the trace').toBeDefined();
+    // Every process's top-level table shares the kernel half: more than one copy.
+    expect(Number(/kernel half shared by (\d+) top-level table/.exec(r.output)?.[1])).toBeGreaterThan(1);
+    expect(r.output).toMatch(new RegExp(`${rip}: PD\\[\\d+\\] at 0x[0-9a-f]+ = 0x[0-9a-f]+: present \\(2 MiB page\\): the mapping is intact in RAM`));
   });
 });

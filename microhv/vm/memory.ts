@@ -2,6 +2,7 @@
 // registered with KVM as a memslot. The memfds are what the core hands to the
 // backends that serve this guest (and only to them): a backend maps guest
 // memory by fd, never through the core's address space.
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import * as sys from '../sys/index.js';
 import type { Vm } from '../kvm/index.js';
 import type { MemoryMap } from '../../boot/layout.js';
@@ -21,6 +22,8 @@ export interface RamRegion {
   readonly bytes: Uint8Array;
   readonly map: sys.Mapping;
 }
+
+const PAGE = 4096;
 
 export class GuestMemory {
   private constructor(readonly regions: readonly RamRegion[]) {}
@@ -69,6 +72,34 @@ export class GuestMemory {
     const dst = this.slice(gpa, bytes.byteLength);
     if (!dst) throw new MemoryError('OUT_OF_RANGE', `write of ${bytes.byteLength} bytes at 0x${gpa.toString(16)} is outside guest RAM`);
     dst.set(bytes);
+  }
+
+  /**
+   * Writes guest RAM to `path` for a post-mortem: a sparse raw image whose file offset is the
+   * guest-physical address, with holes for zero pages and for what is not RAM. Returns the bytes written.
+   */
+  dump(path: string): number {
+    const zero = Buffer.alloc(PAGE);
+    const fd = openSync(path, 'w', 0o600);
+    let written = 0;
+    try {
+      for (const r of this.regions) {
+        const bytes = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
+        // Runs of nonzero pages, one write each.
+        for (let at = 0; at < r.size;) {
+          while (at < r.size && bytes.subarray(at, at + PAGE).equals(zero)) at += PAGE;
+          let end = at;
+          while (end < r.size && !bytes.subarray(end, end + PAGE).equals(zero)) end += PAGE;
+          if (end > at) written += writeSync(fd, bytes, at, end - at, r.gpa + at);
+          at = end;
+        }
+      }
+      const last = this.regions.at(-1);
+      if (last) ftruncateSync(fd, last.gpa + last.size);
+    } finally {
+      closeSync(fd);
+    }
+    return written;
   }
 
   close(): void {

@@ -10,7 +10,7 @@ const lastLines = (text: unknown, n: number, keep: (l: string) => boolean = () =
   typeof text === 'string' ? text.split('\n').map((l) => l.trimEnd()).filter((l) => l.trim() !== '' && keep(l)).slice(-n) : [];
 
 /** Lines that say what a guest, microhv or fio did; the rest of a run's output is noise here. */
-const diagnostic = (l: string): boolean => /microhv|run-exit|error|fault|fail|timeout|lockup|stuck|stall|panic|DOWN|kvm-trace|=/i.test(l);
+const diagnostic = (l: string): boolean => /microhv|run-exit|error|fault|fail|timeout|lockup|stuck|stall|panic|DOWN|kvm-trace|pt-check|=/i.test(l);
 
 /** The lines printed for one error: its first line, then the evidence it carries. */
 export function digestError(e: SerializedError): string[] {
@@ -21,7 +21,7 @@ export function digestError(e: SerializedError): string[] {
   for (const l of lastLines(e.heartbeatTail, 1)) out.push(`    beat   | ${cut(l)}`);
   // QEMU's busiest threads in its last second (a hung test host's): spinning vCPUs or sleeping ones.
   if (Array.isArray(e.qemuThreads)) for (const l of (e.qemuThreads as unknown[]).slice(0, 4)) out.push(`    qemu   | ${cut(String(l))}`);
-  if (e.output === undefined) for (const l of lastLines(e.actual, 6, diagnostic)) out.push(`    actual | ${cut(l)}`);
+  if (e.output === undefined) for (const l of lastLines(e.actual, 10, diagnostic)) out.push(`    actual | ${cut(l)}`);
   return out;
 }
 

@@ -1,0 +1,50 @@
+import { describe, expect, test } from 'vitest';
+import { checkKernelMapping } from './pt-check.js';
+
+const RIP = 0xffffffff92da95ccn; // PML4[511] PDPT[510] PD[150]
+const put = (ram: Buffer, table: number, index: number, v: bigint): void => { ram.writeBigUInt64LE(v, table + index * 8); };
+
+/** Two top-level tables sharing a kernel half, its PDPT and PD mapping the RIP with a 2 MiB page. */
+function guest(): Buffer {
+  const ram = Buffer.alloc(1 << 22);
+  for (const pgd of [0x1000, 0x8000]) {
+    put(ram, pgd, 0, BigInt(pgd + 0x10000) | 0x67n); // a user half of its own
+    put(ram, pgd, 273, 0x5000n | 0x63n); // direct map
+    put(ram, pgd, 300, 0x6000n | 0x63n); // vmalloc
+    put(ram, pgd, 511, 0x2000n | 0x67n); // kernel text (Linux's upper levels carry the user bit)
+  }
+  put(ram, 0x2000, 510, 0x3000n | 0x63n);
+  put(ram, 0x3000, 150, 0x200000n | 0xe3n);
+  return ram;
+}
+
+describe('page-table post-mortem', () => {
+  test('an_intact_mapping_is_walked_to_its_2_mib_page_and_said_to_be_intact', () => {
+    const r = checkKernelMapping(guest(), RIP);
+    expect(r.intact).toBe(true);
+    expect(r.lines[0]).toBe('kernel half shared by 2 top-level table(s) (first at 0x1000); 0 other kernel half(s) seen');
+    expect(r.lines.at(-1)).toBe('0xffffffff92da95cc: PD[150] at 0x34b0 = 0x2000e3: present (2 MiB page): the mapping is intact in RAM');
+  });
+
+  test('a_zeroed_page_directory_entry_is_found_with_its_table_and_address', () => {
+    const ram = guest();
+    put(ram, 0x3000, 150, 0n);
+    const r = checkKernelMapping(ram, RIP);
+    expect(r.intact).toBe(false);
+    expect(r.lines.at(-1)).toBe('0xffffffff92da95cc: PD[150] at 0x34b0 = 0x0: not present (the table has 0 nonzero entries of 512)');
+  });
+
+  test('a_copy_of_the_kernel_half_with_one_entry_rewritten_is_named', () => {
+    const ram = guest();
+    for (const pgd of [0xa000, 0xb000]) for (const [i, v] of [[273, 0x5063n], [300, 0x6063n], [511, 0x2067n]] as const) put(ram, pgd, i, v);
+    put(ram, 0xb000, 511, 0n);
+    const r = checkKernelMapping(ram, RIP);
+    expect(r.lines[0]).toMatch(/^kernel half shared by 3 top-level table\(s\)/);
+    expect(r.lines).toContain('table at 0xb000 differs from the shared kernel half: entry 511 is 0x0, shared 0x2067');
+    expect(r.intact).toBe(true);
+  });
+
+  test('no_kernel_half_says_so', () => {
+    expect(checkKernelMapping(Buffer.alloc(1 << 16), RIP)).toEqual({ lines: ['no top-level page table with a kernel half found'], intact: undefined });
+  });
+});

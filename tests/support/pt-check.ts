@@ -1,0 +1,114 @@
+// Post-mortem of a guest that triple faulted on an instruction fetch (tests/block-domain.host.test.ts):
+// from a dump of its RAM (`microhv run --dump-on-reset`, file offset = guest-physical address) and the
+// RIP it faulted at, are the kernel's page tables for that address intact in RAM? x86-64 4-level
+// paging. Every top-level table a Linux guest has shares one kernel half (entries 256 to 511): the
+// check finds that half by its copies, walks the RIP through it, and names any copy that differs in a
+// few entries (a stray write into a page table). Intact tables mean the fault did not come from RAM.
+//
+//   node dist/tests/support/pt-check.js DUMP RIP      (PT_CHECK_GROUPS=1 also lists the largest kernel halves seen)
+import { readFileSync } from 'node:fs';
+
+const PAGE = 4096;
+const PRESENT = 1n;
+const LARGE = 0x80n;
+const ADDR = 0x000f_ffff_ffff_f000n;
+const KERNEL_HALF = 256;
+/** A copy that differs from the shared kernel half in this many entries or fewer is reported. */
+const NEAR = 8;
+
+const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
+const entry = (ram: Buffer, table: number, index: number): bigint => ram.readBigUInt64LE(table + index * 8);
+
+export interface PtCheck {
+  readonly lines: string[];
+  /** The RIP's mapping is present at every level; undefined when no kernel half was found. */
+  readonly intact: boolean | undefined;
+}
+
+export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
+  const lines: string[] = [];
+  const pages = Math.floor(ram.length / PAGE);
+  const inRam = (e: bigint): boolean => Number(e & ADDR) + PAGE <= ram.length;
+  // Candidates: a present entry 511 that points to a table in RAM, and a few more present kernel entries.
+  const groups = new Map<string, number[]>();
+  for (let p = 0; p < pages; p++) {
+    const at = p * PAGE;
+    const last = entry(ram, at, 511);
+    // A table entry: present and writable (Linux sets the user bit in upper levels too), no large page,
+    // no high bits but NX.
+    if ((last & 3n) !== 3n || (last & LARGE) !== 0n || ((last >> 52n) & 0x7ffn) !== 0n || !inRam(last)) continue;
+    let present = 0;
+    for (let i = KERNEL_HALF; i < 512; i++) if ((entry(ram, at, i) & PRESENT) !== 0n && inRam(entry(ram, at, i))) present++;
+    // A top-level table's kernel half is not full: the direct map, vmalloc (its 64 entries made at boot),
+    // vmemmap, the CPU entry area and the kernel image, about 70 entries in a small guest; a lower-level
+    // table of consecutive entries fills all 256.
+    if (present < 3 || present > 192) continue;
+    const key = ram.toString('hex', at + KERNEL_HALF * 8, at + PAGE);
+    const g = groups.get(key);
+    if (g) g.push(at); else groups.set(key, [at]);
+  }
+  const ranked = [...groups.values()].sort((a, b) => b.length - a.length);
+  const shared = ranked[0];
+  if (shared === undefined) return { lines: ['no top-level page table with a kernel half found'], intact: undefined };
+  const ref = shared[0]!;
+  lines.push(`kernel half shared by ${shared.length} top-level table(s) (first at ${hex(ref)}); ${ranked.length - 1} other kernel half(s) seen`);
+  if (process.env.PT_CHECK_GROUPS) {
+    for (const g of ranked.slice(0, 8)) {
+      const present = Array.from({ length: 256 }, (_, i) => entry(ram, g[0]!, 256 + i)).map((e, i) => [e, 256 + i] as const).filter(([e]) => (e & PRESENT) !== 0n);
+      lines.push(`  ${g.length}x at ${g.slice(0, 3).map(hex).join(',')}: ${present.map(([e, i]) => `${i}=${hex(e)}`).join(' ').slice(0, 300)}`);
+    }
+  }
+
+  // Copies that differ from the shared half in a few entries: a zeroed or rewritten entry.
+  const refEntries = Array.from({ length: 512 - KERNEL_HALF }, (_, i) => entry(ram, ref, KERNEL_HALF + i));
+  const probes = refEntries.map((e, i) => [e, i] as const).filter(([e]) => e !== 0n).slice(0, 4);
+  let near = 0;
+  for (let p = 0; p < pages && near < 5; p++) {
+    const at = p * PAGE;
+    if (at === ref || probes.filter(([e, i]) => entry(ram, at, KERNEL_HALF + i) === e).length < Math.min(2, probes.length)) continue;
+    const diff: string[] = [];
+    for (let i = 0; i < refEntries.length && diff.length <= NEAR; i++) {
+      const e = entry(ram, at, KERNEL_HALF + i);
+      if (e !== refEntries[i]) diff.push(`entry ${KERNEL_HALF + i} is ${hex(e)}, shared ${hex(refEntries[i]!)}`);
+    }
+    if (diff.length > 0 && diff.length <= NEAR) {
+      near++;
+      lines.push(`table at ${hex(at)} differs from the shared kernel half: ${diff.slice(0, 3).join('; ')}${diff.length > 3 ? ` (+${diff.length - 3})` : ''}`);
+    }
+  }
+
+  // The RIP's walk through the shared half.
+  let table = ref;
+  const names = ['PML4', 'PDPT', 'PD', 'PT'];
+  for (let level = 0; level < 4; level++) {
+    const index = Number((rip >> BigInt(39 - 9 * level)) & 511n);
+    const e = entry(ram, table, index);
+    const where = `${names[level]}[${index}] at ${hex(table + index * 8)} = ${hex(e)}`;
+    if ((e & PRESENT) === 0n) {
+      let nonzero = 0;
+      for (let i = 0; i < 512; i++) if (entry(ram, table, i) !== 0n) nonzero++;
+      lines.push(`${hex(rip)}: ${where}: not present (the table has ${nonzero} nonzero entries of 512)`);
+      return { lines, intact: false };
+    }
+    if (!inRam(e)) {
+      lines.push(`${hex(rip)}: ${where}: points outside RAM`);
+      return { lines, intact: false };
+    }
+    if (level === 3 || (level > 0 && (e & LARGE) !== 0n)) {
+      lines.push(`${hex(rip)}: ${where}: present (${level === 3 ? '4 KiB' : level === 2 ? '2 MiB' : '1 GiB'} page): the mapping is intact in RAM`);
+      return { lines, intact: true };
+    }
+    lines.push(`${hex(rip)}: ${where}`);
+    table = Number(e & ADDR);
+  }
+  return { lines, intact: true };
+}
+
+if (process.argv[1]?.endsWith('pt-check.js')) {
+  const [dump, rip] = process.argv.slice(2);
+  if (!dump || !rip || !/^0x[0-9a-f]+$/i.test(rip)) {
+    console.error('usage: pt-check DUMP RIP (RIP in hex, 0x...)');
+    process.exit(2);
+  }
+  for (const l of checkKernelMapping(readFileSync(dump), BigInt(rip)).lines) console.log(l);
+}
