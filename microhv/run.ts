@@ -96,20 +96,30 @@ async function main(argv: string[]): Promise<number> {
     // A reset request may come from the console domain (i8042, ACPI) and from a vCPU (triple fault) at
     // once: the first starts the reboot, the rest find it under way.
     let rebooting = false;
-    const dump = (): void => {
+    const dump = async (): Promise<void> => {
       if (o.dumpOnReset === undefined) return;
       try {
-        console.error(`microhv: guest RAM written to ${o.dumpOnReset} (${(guest.memory.dump(o.dumpOnReset) / 2 ** 20).toFixed(1)} MiB not zero)`);
+        const bytes = await guest.memory.dump(o.dumpOnReset);
+        console.error(`microhv: guest RAM written to ${o.dumpOnReset} (${(bytes / 2 ** 20).toFixed(1)} MiB not zero)`);
       } catch (e) { console.error(`microhv: --dump-on-reset ${o.dumpOnReset}: ${(e as Error).message}`); }
     };
+    let ending = false;
     const reboot = (source: string): void => {
-      if (o.noReboot) { console.error(`microhv: guest reset (${source}); --no-reboot`); dump(); resolve(0); return; }
+      if (o.noReboot) {
+        if (ending) return;
+        ending = true;
+        console.error(`microhv: guest reset (${source}); --no-reboot`);
+        if (o.dumpOnReset === undefined) return resolve(0);
+        // Every vCPU stopped first, so the dump is one moment of the guest.
+        guest.halt().then(dump, (e: unknown) => { console.error(`microhv: halt before the dump: ${(e as Error).message}`); }).finally(() => resolve(0));
+        return;
+      }
       if (rebooting || (guest.state !== 'running' && guest.state !== 'paused')) return;
       rebooting = true;
       console.error(`microhv: guest reset (${source}): rebooting`);
       (async () => {
         await guest.halt();
-        dump();
+        await dump();
         await manager.resetDevices();
         await guest.powerOn();
         reboots++;

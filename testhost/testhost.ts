@@ -140,10 +140,10 @@ const tail = (text: string, lines = 30): string => text.split('\n').slice(-lines
  * - it hung while booting: the command had not started at the boot deadline (a boot takes about
  *   4 s on a 2-core machine; the deadline is 60 s);
  * - a CPU locked up (LOCKUP_S), or the whole machine froze (no heartbeat for FROZEN_MS).
- * Before the command started nothing of the project's ran, so the last two rerun whatever the
- * kernel logged (a broken image fails every rerun alike).
+ * Before the command started nothing of the project's ran, so the two boot faults rerun whatever the
+ * kernel logged (a broken image fails every rerun alike); the command never ran in them.
  * The emulated machine (TCG running nested SVM) does each of these now and then, also under the
- * QEMU/KVM peer. The command never ran in the last two cases.
+ * QEMU/KVM peer.
  */
 export function testHostFault(e: unknown): string | undefined {
   if (!(e instanceof TestHostError)) return undefined;
@@ -190,7 +190,7 @@ export const TEST_HOST_RERUNS = 2;
 export const BOOT_TIMEOUT_MS = 60_000;
 
 /** The most time runInTestHost can take with the default boot limit and this command limit, its reruns included. */
-export const worstRunMs = (timeoutMs: number): number => (TEST_HOST_RERUNS + 1) * (BOOT_TIMEOUT_MS + timeoutMs);
+export const worstRunMs = (timeoutMs: number): number => (TEST_HOST_RERUNS + 1) * (BOOT_TIMEOUT_MS + timeoutMs + THREAD_LOOK_MS);
 
 /**
  * Boots the test host, runs `command` in /opt/microhv inside it and returns its exit status. A
@@ -264,6 +264,7 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
       let stderr = '';
       let bootMs = -1;
       let failure: TestHostError | undefined;
+      let lookTimer: NodeJS.Timeout | undefined;
       // A machine that hung is looked at for a second before it dies: what QEMU's threads do then.
       const fail = (e: TestHostError, look = false): void => {
         if (failure) return;
@@ -271,7 +272,11 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         const pid = child.pid;
         if (!look || pid === undefined) { child.kill('SIGKILL'); return; }
         const first = readThreads(pid);
-        setTimeout(() => { e.qemuThreads = describeThreads(first, readThreads(pid), THREAD_LOOK_MS); child.kill('SIGKILL'); }, THREAD_LOOK_MS);
+        const from = performance.now();
+        lookTimer = setTimeout(() => {
+          e.qemuThreads = describeThreads(first, readThreads(pid), performance.now() - from);
+          child.kill('SIGKILL');
+        }, THREAD_LOOK_MS);
       };
       const emit = (text: string): void => { if (text) { output += text; opts.onOutput?.(text); } };
 
@@ -311,6 +316,7 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         clearTimeout(timer);
         clearTimeout(bootTimer);
         clearInterval(watch);
+        clearTimeout(lookTimer);
         live.delete(child);
         const resetLog = (): string => { try { return tail(readFileSync(qemuLog, 'utf8'), 40); } catch { return ''; } };
         const beatTail = beats().slice(-3).join('\n');

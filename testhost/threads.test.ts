@@ -1,4 +1,8 @@
-import { spawn } from 'node:child_process';
+// Reading a process's threads from procfs: names with spaces and parentheses, user plus system ticks,
+// shares of a CPU between two readings, and a process that is gone.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { describeThreads, parseStat, readThreads } from './threads.js';
 
@@ -18,15 +22,27 @@ describe('QEMU thread readings', () => {
     expect(describeThreads(before, after, 1000)).toEqual(['CPU 0/TCG R 100%', 'qemu-system-x86 S 5% do_sys_poll', 'CPU 1/TCG S 0% futex_wait_queue']);
   });
 
-  test('a_live_sleeping_process_reads_as_one_sleeping_thread_with_its_wait_channel_and_a_dead_one_as_none', async () => {
-    const child = spawn('sleep', ['30']);
-    await new Promise((r) => setTimeout(r, 200));
-    const threads = readThreads(child.pid!);
-    expect(threads.map((x) => [x.name, x.state])).toEqual([['sleep', 'S']]);
-    expect(threads[0]!.wchan).toMatch(/sleep/);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    await new Promise((r) => setTimeout(r, 50));
-    expect(readThreads(child.pid!)).toEqual([]);
+  test('a_procfs_tree_reads_as_its_threads_and_a_process_that_is_gone_as_none', () => {
+    const proc = mkdtempSync(join(tmpdir(), 'microhv-proc-'));
+    try {
+      const thread = (tid: number, stat: string, wchan: string | undefined): void => {
+        const d = join(proc, '700', 'task', String(tid));
+        mkdirSync(d, { recursive: true });
+        writeFileSync(join(d, 'stat'), stat);
+        if (wchan !== undefined) writeFileSync(join(d, 'wchan'), wchan);
+      };
+      thread(700, '700 (qemu-system-x86) S 1 700 1 0 -1 4194560 10 0 0 0 40 12 0 0 20 0 9 0 300 0 0\n', 'do_sys_poll');
+      thread(702, '702 (CPU 0/TCG) R 1 700 1 0 -1 4194560 10 0 0 0 2505 130 0 0 20 0 9 0 300 0 0\n', '0');
+      // A thread that ended between the listing and the read: no stat, no line.
+      mkdirSync(join(proc, '700', 'task', '703'), { recursive: true });
+      const threads = readThreads(700, proc).sort((a, b) => a.tid - b.tid);
+      expect(threads).toEqual([
+        { tid: 700, name: 'qemu-system-x86', state: 'S', ticks: 52, wchan: 'do_sys_poll' },
+        { tid: 702, name: 'CPU 0/TCG', state: 'R', ticks: 2635, wchan: '' },
+      ]);
+      expect(readThreads(701, proc)).toEqual([]);
+    } finally {
+      rmSync(proc, { recursive: true, force: true });
+    }
   });
 });

@@ -26,13 +26,13 @@ export function parseStat(tid: number, stat: string, wchan: string): ThreadReadi
   return { tid, name: stat.slice(open + 1, close), state: f[0], ticks: utime + stime, wchan: wchan.trim() === '0' ? '' : wchan.trim() };
 }
 
-/** The threads of `pid` as they are now (none when it is gone). */
-export function readThreads(pid: number): ThreadReading[] {
+/** The threads of `pid` as they are now (none when it is gone), from `proc` (procfs). */
+export function readThreads(pid: number, proc = '/proc'): ThreadReading[] {
   let tids: string[];
-  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return []; }
+  try { tids = readdirSync(`${proc}/${pid}/task`); } catch { return []; }
   const out: ThreadReading[] = [];
   for (const t of tids) {
-    const read = (f: string): string => { try { return readFileSync(`/proc/${pid}/task/${t}/${f}`, 'utf8'); } catch { return ''; } };
+    const read = (f: string): string => { try { return readFileSync(`${proc}/${pid}/task/${t}/${f}`, 'utf8'); } catch { return ''; } };
     const r = parseStat(Number(t), read('stat'), read('wchan'));
     if (r) out.push(r);
   }

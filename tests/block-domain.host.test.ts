@@ -51,7 +51,9 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     // A guest that reset: its kernel's last words are the only trace (AMD loses the vCPU's state).
     + `if grep -q 'guest reset' /tmp/err.txt; then tail -n 20 /tmp/console.log | sed 's/^/console-tail: /'; `
     // ...and the vCPU's last exits, the shutdown last (its intr_info is the event it was delivering).
-    + `grep -B 2 -m1 'reason shutdown' ${TRACE}/trace | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; `
+    // (that vCPU thread's events only: with two vCPUs the other's interleave).
+    + `task=$(grep -m1 'reason shutdown' ${TRACE}/trace | awk '{print $1}'); `
+    + `grep -- " $task " ${TRACE}/trace | grep -B 2 -m1 'reason shutdown' | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; `
     // ...and whether the kernel's page tables for the RIP it faulted at are intact in its RAM (pt-check.ts).
     + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${TRACE}/trace | grep -o '0x[0-9a-f]*'); `
     + `[ -n "$rip" ] && [ -f /tmp/guest.dump ] && node dist/tests/support/pt-check.js /tmp/guest.dump "$rip" | sed 's/^/pt-check: /'; fi; rm -f /tmp/guest.dump; `;

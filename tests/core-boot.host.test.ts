@@ -64,7 +64,7 @@ describe('microhv core boots a stock kernel', () => {
     const T = '/sys/kernel/tracing';
     const r = await runInTestHost({
       image,
-      command: `mount -t tracefs nodev ${T}; echo 'exit_reason == 127' > ${T}/events/kvm/kvm_exit/filter; echo 1 > ${T}/events/kvm/kvm_exit/enable; `
+      command: `mount -t tracefs nodev ${T} 2>/dev/null; echo 'exit_reason == 127' > ${T}/events/kvm/kvm_exit/filter; echo 1 > ${T}/events/kvm/kvm_exit/enable; `
         + 'timeout -s KILL 200 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 1 '
         + "--cmdline 'console=ttyS0 quiet panic=-1 reboot=t microhv.scenario=reboot' --console-log /tmp/console.log --timeout 180 "
         + "--no-reboot --dump-on-reset /tmp/guest.dump >/dev/null 2>/tmp/err.txt; echo run-exit=$?; grep 'guest reset\\|failed\\|domains\\|RAM' /tmp/err.txt; "

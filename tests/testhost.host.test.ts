@@ -49,7 +49,7 @@ describe('test host', () => {
     expect(e.heartbeatTail.split('\n').length).toBeGreaterThanOrEqual(2);
     expect(e.heartbeatTail.split('\n').at(-1)).toMatch(/^beat [\d.]+ load [\d.]+ \d+\/\d+ .*R \d+\(sh\)/);
     // QEMU was looked at before it died: the emulated CPU that ran the loop was busy.
-    expect(e.qemuThreads.some((l) => /^CPU \d+\/TCG R ([2-9]\d|1\d\d)%/.test(l)), e.qemuThreads.join('; ')).toBe(true);
+    expect(e.qemuThreads.some((l) => /^CPU \d+\/(TCG|KVM) R ([2-9]\d|1\d\d)%/.test(l)), e.qemuThreads.join('; ')).toBe(true);
   });
 
   test('a_machine_whose_heartbeat_stops_is_frozen_and_killed_with_no_qemu_left', async () => {
@@ -62,12 +62,12 @@ describe('test host', () => {
     expect(e.code).toBe('FROZEN');
     expect(e.output).toContain('stopped');
     expect(e.message).toMatch(/no heartbeat for 1\d s.*QEMU was killed/);
-    expect(e.qemuThreads.filter((l) => /^CPU \d+\/TCG /.test(l))).toHaveLength(2);
+    expect(e.qemuThreads.filter((l) => /^CPU \d+\/(TCG|KVM) /.test(l))).toHaveLength(2);
     expect(performance.now() - started).toBeLessThan(60_000);
     expect(alive(e.qemuPid!)).toBe(false);
   });
 
-  test('a_command_that_runs_12_s_gets_heartbeats_all_along', async () => {
+  test('a_command_that_runs_12_s_gets_a_heartbeat_every_5_s', async () => {
     const r = await runInTestHost({ image, command: 'sleep 12; echo slept', timeoutMs: 60_000 });
     expect(r.output).toContain('slept');
     expect(r.heartbeats).toBeGreaterThanOrEqual(2);

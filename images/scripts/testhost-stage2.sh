@@ -34,14 +34,17 @@ fi
 # they sleep), so that a machine that stops beating has frozen, and a command that hangs in a live one
 # says where.
 beat() {
+  # This loop's own shell, to leave it and what it runs (a subshell, cat, awk) out of the list.
+  read -r me _ < /proc/self/stat
   while :; do
-    tasks=$(awk '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [A-Z] .*/, "", c)
-      if (c == "awk") next
+    # cat, not awk, opens the files: busybox awk stops at the first that is gone by then.
+    tasks=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v me="$me" '{ s = $0; sub(/.*\) /, "", s); split(s, f, " "); c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) [A-Z] .*/, "", c)
+      if ($1 == me || f[2] == me || c == "awk" || c == "cat") next
       if (f[1] == "D" || (f[1] == "R" && f[2] != 2 && $1 != 2)) {
         printf "%s %s(%s)", f[1], $1, c
         if (f[1] == "D") { w = ""; getline w < ("/proc/" $1 "/wchan"); close("/proc/" $1 "/wchan"); printf "@%s", w }
         printf " "
-      } }' /proc/[0-9]*/stat 2>/dev/null)
+      } }')
     echo "beat $(cut -d' ' -f1 /proc/uptime) load $(cut -d' ' -f1,4 /proc/loadavg) $tasks"
     sleep 5
   done

@@ -2,7 +2,7 @@
 // registered with KVM as a memslot. The memfds are what the core hands to the
 // backends that serve this guest (and only to them): a backend maps guest
 // memory by fd, never through the core's address space.
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import * as sys from '../sys/index.js';
 import type { Vm } from '../kvm/index.js';
 import type { MemoryMap } from '../../boot/layout.js';
@@ -24,6 +24,8 @@ export interface RamRegion {
 }
 
 const PAGE = 4096;
+/** Guest RAM read per step of a dump (a multiple of PAGE). */
+const DUMP_CHUNK = 16 * 2 ** 20;
 
 export class GuestMemory {
   private constructor(readonly regions: readonly RamRegion[]) {}
@@ -76,22 +78,34 @@ export class GuestMemory {
 
   /**
    * Writes guest RAM to `path` for a post-mortem: a sparse raw image whose file offset is the
-   * guest-physical address, with holes for zero pages and for what is not RAM. Returns the bytes written.
+   * guest-physical address, with holes for zero pages and for what is not RAM. RAM is read from its
+   * memfds (a hole read through the mapping would be allocated), a chunk at a time with the event
+   * loop let run in between. Returns the bytes written.
    */
-  dump(path: string): number {
+  async dump(path: string): Promise<number> {
+    const chunk = Buffer.alloc(DUMP_CHUNK);
     const zero = Buffer.alloc(PAGE);
     const fd = openSync(path, 'w', 0o600);
     let written = 0;
     try {
       for (const r of this.regions) {
-        const bytes = Buffer.from(r.bytes.buffer, r.bytes.byteOffset, r.bytes.byteLength);
-        // Runs of nonzero pages, one write each.
-        for (let at = 0; at < r.size;) {
-          while (at < r.size && bytes.subarray(at, at + PAGE).equals(zero)) at += PAGE;
-          let end = at;
-          while (end < r.size && !bytes.subarray(end, end + PAGE).equals(zero)) end += PAGE;
-          if (end > at) written += writeSync(fd, bytes, at, end - at, r.gpa + at);
-          at = end;
+        for (let base = 0; base < r.size; base += DUMP_CHUNK) {
+          const n = Math.min(DUMP_CHUNK, r.size - base);
+          for (let got = 0; got < n;) {
+            const k = readSync(r.fd, chunk, got, n - got, base + got);
+            if (k === 0) throw new MemoryError('OUT_OF_RANGE', `guest RAM memfd of slot ${r.slot} ended at ${base + got} of ${r.size} bytes`);
+            got += k;
+          }
+          // Runs of nonzero pages, one write each.
+          for (let at = 0; at < n;) {
+            while (at < n && chunk.subarray(at, at + PAGE).equals(zero)) at += PAGE;
+            let end = at;
+            while (end < n && !chunk.subarray(end, end + PAGE).equals(zero)) end += PAGE;
+            for (let put = at; put < end;) put += writeSync(fd, chunk, put, end - put, r.gpa + base + put);
+            written += end - at;
+            at = end;
+          }
+          await new Promise((resolve) => setImmediate(resolve));
         }
       }
       const last = this.regions.at(-1);

@@ -41,7 +41,26 @@ describe('page-table post-mortem', () => {
     const r = checkKernelMapping(ram, RIP);
     expect(r.lines[0]).toMatch(/^kernel half shared by 3 top-level table\(s\)/);
     expect(r.lines).toContain('table at 0xb000 differs from the shared kernel half: entry 511 is 0x0, shared 0x2067');
+    // That copy is walked too (it may be the table the vCPU was on): the RIP is not mapped through it.
+    expect(r.lines).toContain('0xffffffff92da95cc: PML4[511] at 0xbff8 = 0x0: not present (the table has 2 nonzero entries of 512)');
+    expect(r.intact).toBe(false);
+  });
+
+  test('a_copy_that_differs_elsewhere_leaves_the_verdict_to_the_shared_walk', () => {
+    const ram = guest();
+    for (const pgd of [0xa000, 0xb000]) for (const [i, v] of [[273, 0x5063n], [300, 0x6063n], [511, 0x2067n]] as const) put(ram, pgd, i, v);
+    put(ram, 0xb000, 300, 0x7063n);
+    const r = checkKernelMapping(ram, RIP);
+    expect(r.lines).toContain('table at 0xb000 differs from the shared kernel half: entry 300 is 0x7063, shared 0x6063');
     expect(r.intact).toBe(true);
+  });
+
+  test('a_present_page_marked_no_execute_on_the_way_is_not_a_mapping_for_a_fetch', () => {
+    const ram = guest();
+    put(ram, 0x2000, 510, 0x3000n | 0x63n | (1n << 63n));
+    const r = checkKernelMapping(ram, RIP);
+    expect(r.intact).toBe(false);
+    expect(r.lines.at(-1)).toBe('0xffffffff92da95cc: PD[150] at 0x34b0 = 0x2000e3: present (2 MiB page) but not executable (NX in the PDPT entry)');
   });
 
   test('no_kernel_half_says_so', () => {

@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 const PAGE = 4096;
 const PRESENT = 1n;
 const LARGE = 0x80n;
+const NO_EXECUTE = 1n << 63n;
 const ADDR = 0x000f_ffff_ffff_f000n;
 const KERNEL_HALF = 256;
 /** A copy that differs from the shared kernel half in this many entries or fewer is reported. */
@@ -60,10 +61,11 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
   }
 
   // Copies that differ from the shared half in a few entries: a zeroed or rewritten entry.
+  const top = Number((rip >> 39n) & 511n);
   const refEntries = Array.from({ length: 512 - KERNEL_HALF }, (_, i) => entry(ram, ref, KERNEL_HALF + i));
   const probes = refEntries.map((e, i) => [e, i] as const).filter(([e]) => e !== 0n).slice(0, 4);
-  let near = 0;
-  for (let p = 0; p < pages && near < 5; p++) {
+  const odd: number[] = [];
+  for (let p = 0; p < pages && odd.length < 5; p++) {
     const at = p * PAGE;
     if (at === ref || probes.filter(([e, i]) => entry(ram, at, KERNEL_HALF + i) === e).length < Math.min(2, probes.length)) continue;
     const diff: string[] = [];
@@ -72,14 +74,25 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
       if (e !== refEntries[i]) diff.push(`entry ${KERNEL_HALF + i} is ${hex(e)}, shared ${hex(refEntries[i]!)}`);
     }
     if (diff.length > 0 && diff.length <= NEAR) {
-      near++;
       lines.push(`table at ${hex(at)} differs from the shared kernel half: ${diff.slice(0, 3).join('; ')}${diff.length > 3 ? ` (+${diff.length - 3})` : ''}`);
+      if (entry(ram, at, top) !== entry(ram, ref, top)) odd.push(at);
     }
   }
 
-  // The RIP's walk through the shared half.
-  let table = ref;
+  // The RIP's walk through the shared half, then through each copy that differs on its way.
+  const shared0 = walk(ram, ref, rip, lines);
+  let intact = shared0;
+  for (const at of odd) {
+    lines.push(`the walk through the table at ${hex(at)}, whose entry ${top} differs:`);
+    intact = walk(ram, at, rip, lines) && intact;
+  }
+  return { lines, intact };
+}
+
+/** Walks `rip` from the top-level table at `table`; true when it reaches an executable page. */
+function walk(ram: Buffer, table: number, rip: bigint, lines: string[]): boolean {
   const names = ['PML4', 'PDPT', 'PD', 'PT'];
+  let nx = '';
   for (let level = 0; level < 4; level++) {
     const index = Number((rip >> BigInt(39 - 9 * level)) & 511n);
     const e = entry(ram, table, index);
@@ -88,20 +101,26 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
       let nonzero = 0;
       for (let i = 0; i < 512; i++) if (entry(ram, table, i) !== 0n) nonzero++;
       lines.push(`${hex(rip)}: ${where}: not present (the table has ${nonzero} nonzero entries of 512)`);
-      return { lines, intact: false };
+      return false;
     }
-    if (!inRam(e)) {
+    if (Number(e & ADDR) + PAGE > ram.length) {
       lines.push(`${hex(rip)}: ${where}: points outside RAM`);
-      return { lines, intact: false };
+      return false;
     }
+    if ((e & NO_EXECUTE) !== 0n) nx ||= names[level]!;
     if (level === 3 || (level > 0 && (e & LARGE) !== 0n)) {
-      lines.push(`${hex(rip)}: ${where}: present (${level === 3 ? '4 KiB' : level === 2 ? '2 MiB' : '1 GiB'} page): the mapping is intact in RAM`);
-      return { lines, intact: true };
+      const size = level === 3 ? '4 KiB' : level === 2 ? '2 MiB' : '1 GiB';
+      if (nx) {
+        lines.push(`${hex(rip)}: ${where}: present (${size} page) but not executable (NX in the ${nx} entry)`);
+        return false;
+      }
+      lines.push(`${hex(rip)}: ${where}: present (${size} page): the mapping is intact in RAM`);
+      return true;
     }
     lines.push(`${hex(rip)}: ${where}`);
     table = Number(e & ADDR);
   }
-  return { lines, intact: true };
+  return true;
 }
 
 if (process.argv[1]?.endsWith('pt-check.js')) {
