@@ -180,6 +180,12 @@ export const FROZEN_MS = 60_000;
 /** The heartbeat lines in the second serial port's output. */
 export const heartbeatLines = (text: string): string[] => text.split(/\r?\n/).filter((l) => l.startsWith('beat '));
 
+/**
+ * The lines of QEMU's reset log kept with an error: when the machine resets it logs each CPU's state,
+ * about 40 lines apiece, so the last 40 held one CPU's only.
+ */
+const RESET_LOG_LINES = 120;
+
 /** How long QEMU's threads are watched before a hung test host is killed. */
 const THREAD_LOOK_MS = 1000;
 
@@ -318,7 +324,7 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         clearInterval(watch);
         clearTimeout(lookTimer);
         live.delete(child);
-        const resetLog = (): string => { try { return tail(readFileSync(qemuLog, 'utf8'), 40); } catch { return ''; } };
+        const resetLog = (): string => { try { return tail(readFileSync(qemuLog, 'utf8'), RESET_LOG_LINES); } catch { return ''; } };
         const beatTail = beats().slice(-3).join('\n');
         if (failure) { failure.qemuPid = child.pid; failure.output = output; failure.resetLog = resetLog(); failure.heartbeatTail = beatTail; return reject(failure); }
         const exitCode = parser.exitCode;
