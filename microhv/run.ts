@@ -103,11 +103,11 @@ async function main(argv: string[]): Promise<number> {
         console.error(`microhv: guest RAM written to ${o.dumpOnReset} (${(bytes / 2 ** 20).toFixed(1)} MiB not zero)`);
       } catch (e) { console.error(`microhv: --dump-on-reset ${o.dumpOnReset}: ${(e as Error).message}`); }
     };
-    let ending = false;
     const reboot = (source: string): void => {
       if (o.noReboot) {
-        if (ending) return;
-        ending = true;
+        // The run ends with the first reset; the rest find it ending.
+        if (rebooting) return;
+        rebooting = true;
         console.error(`microhv: guest reset (${source}); --no-reboot`);
         if (o.dumpOnReset === undefined) return resolve(0);
         // Every vCPU stopped first, so the dump is one moment of the guest.

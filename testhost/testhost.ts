@@ -290,11 +290,10 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         if (bootMs < 0) fail(new TestHostError('BOOT_TIMEOUT', `test host did not start the command within ${bootTimeoutMs / 1000} s; QEMU was killed`, tail(kernelLog())));
       }, bootTimeoutMs);
       let timer: NodeJS.Timeout | undefined;
-      let started = -1;
       let lastBeats = 0;
       let lastBeatAt = 0;
       const commandStarted = (): void => {
-        started = lastBeatAt = performance.now();
+        lastBeatAt = performance.now();
         timer = setTimeout(() => {
           fail(new TestHostError('TIMEOUT', `command did not finish within ${timeoutMs / 1000} s in the test host; QEMU was killed`, tail(kernelLog())), true);
         }, timeoutMs);
@@ -303,7 +302,8 @@ async function runOnce(opts: RunOptions): Promise<RunResult> {
         const log = kernelLog();
         const stuck = longestLockup(log);
         if (stuck >= LOCKUP_S) fail(new TestHostError('LOCKUP', `a CPU of the test host was stuck for ${stuck} s (soft lockup); QEMU was killed`, tail(log)), true);
-        if (started < 0) return;
+        // The heartbeat starts with the command.
+        if (bootMs < 0) return;
         const n = beats().length;
         const now = performance.now();
         if (n !== lastBeats) { lastBeats = n; lastBeatAt = now; }

@@ -19,6 +19,8 @@ const NEAR = 8;
 
 const hex = (v: bigint | number): string => `0x${v.toString(16)}`;
 const entry = (ram: Buffer, table: number, index: number): bigint => ram.readBigUInt64LE(table + index * 8);
+/** Whether the table or page an entry points to lies in the dump. */
+const inRam = (ram: Buffer, e: bigint): boolean => Number(e & ADDR) + PAGE <= ram.length;
 
 export interface PtCheck {
   readonly lines: string[];
@@ -29,7 +31,6 @@ export interface PtCheck {
 export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
   const lines: string[] = [];
   const pages = Math.floor(ram.length / PAGE);
-  const inRam = (e: bigint): boolean => Number(e & ADDR) + PAGE <= ram.length;
   // Candidates: a present entry 511 that points to a table in RAM, and a few more present kernel entries.
   const groups = new Map<string, number[]>();
   for (let p = 0; p < pages; p++) {
@@ -37,9 +38,9 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
     const last = entry(ram, at, 511);
     // A table entry: present and writable (Linux sets the user bit in upper levels too), no large page,
     // no high bits but NX.
-    if ((last & 3n) !== 3n || (last & LARGE) !== 0n || ((last >> 52n) & 0x7ffn) !== 0n || !inRam(last)) continue;
+    if ((last & 3n) !== 3n || (last & LARGE) !== 0n || ((last >> 52n) & 0x7ffn) !== 0n || !inRam(ram, last)) continue;
     let present = 0;
-    for (let i = KERNEL_HALF; i < 512; i++) if ((entry(ram, at, i) & PRESENT) !== 0n && inRam(entry(ram, at, i))) present++;
+    for (let i = KERNEL_HALF; i < 512; i++) if ((entry(ram, at, i) & PRESENT) !== 0n && inRam(ram, entry(ram, at, i))) present++;
     // A top-level table's kernel half is not full: the direct map, vmalloc (its 64 entries made at boot),
     // vmemmap, the CPU entry area and the kernel image, about 70 entries in a small guest; a lower-level
     // table of consecutive entries fills all 256.
@@ -80,8 +81,7 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
   }
 
   // The RIP's walk through the shared half, then through each copy that differs on its way.
-  const shared0 = walk(ram, ref, rip, lines);
-  let intact = shared0;
+  let intact = walk(ram, ref, rip, lines);
   for (const at of odd) {
     lines.push(`the walk through the table at ${hex(at)}, whose entry ${top} differs:`);
     intact = walk(ram, at, rip, lines) && intact;
@@ -103,7 +103,7 @@ function walk(ram: Buffer, table: number, rip: bigint, lines: string[]): boolean
       lines.push(`${hex(rip)}: ${where}: not present (the table has ${nonzero} nonzero entries of 512)`);
       return false;
     }
-    if (Number(e & ADDR) + PAGE > ram.length) {
+    if (!inRam(ram, e)) {
       lines.push(`${hex(rip)}: ${where}: points outside RAM`);
       return false;
     }
