@@ -44,8 +44,10 @@ function followLog(path: string, until: string | undefined, count: number, seen:
   };
 }
 
-/** MICROHV_TRACE=1: start-up phases on stderr, in ms since the process started. */
-const trace = process.env.MICROHV_TRACE === '1' ? (what: string): void => console.error(`microhv: +${performance.now().toFixed(0)} ms ${what}`) : (): void => undefined;
+/** MICROHV_TRACE=1: start-up phases, and the time of each of microhv's log lines, on stderr, in ms since the process started. */
+const tracing = process.env.MICROHV_TRACE === '1';
+const stamp = (): string => (tracing ? `+${performance.now().toFixed(0)} ms ` : '');
+const trace = tracing ? (what: string): void => console.error(`microhv: ${stamp()}${what}`) : (): void => undefined;
 
 async function main(argv: string[]): Promise<number> {
   trace('modules loaded');
@@ -76,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
     manager.add(Role.ROLE_BLOCK, diskDomain(i), [block, '--image', d.path, '--slot', String(pci.slot), '--queues', String(d.queues),
       ...(d.readOnly ? ['--readonly'] : []), ...(d.direct ? ['--direct'] : []), ...(d.uring ? ['--uring'] : [])], undefined, pci);
   });
-  manager.on('log', (l) => console.error(`microhv: ${l}`));
+  manager.on('log', (l) => console.error(`microhv: ${stamp()}${l}`));
   const timers: NodeJS.Timeout[] = [];
   let reboots = 0;
   const inject = (f: Fault): void => {
@@ -91,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
   const watcher = watch(o.consoleLog, () => echo());
   const ticker = setInterval(echo, 250);
   const result = await new Promise<number>((resolve) => {
-    untilSeen = () => { console.error(`microhv: console showed "${o.until}"${o.untilCount > 1 ? ` ${o.untilCount} times` : ''}`); resolve(0); };
+    untilSeen = () => { console.error(`microhv: ${stamp()}console showed "${o.until}"${o.untilCount > 1 ? ` ${o.untilCount} times` : ''}`); resolve(0); };
     manager.on('down', (name, why) => { console.error(`microhv: domain ${name} is DOWN: ${why}`); });
     // A reset request may come from the console domain (i8042, ACPI) and from a vCPU (triple fault) at
     // once: the first starts the reboot, the rest find it under way.

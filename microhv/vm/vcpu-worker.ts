@@ -20,6 +20,8 @@ function main(input: VcpuInput): VcpuEvent {
   const stopping = (): boolean => Atomics.load(ctl, VCPU_CTL.STOP) !== 0;
   const io = new IoDispatch(input.stats, input.ranges, input.endpoints, input.index, stopping);
   parentPort!.postMessage({ type: 'ready', tid: sys.gettid() } satisfies VcpuEvent);
+  // MICROHV_TRACE=1 (run.ts): when the vCPU first runs. process.uptime() counts from the process's start, as the main thread's trace does.
+  if (process.env.MICROHV_TRACE === '1') console.error(`microhv: +${(process.uptime() * 1000).toFixed(0)} ms vCPU ${input.index} entering KVM_RUN`);
   const run = vcpu.run;
   for (;;) {
     if (Atomics.load(ctl, VCPU_CTL.STOP) !== 0) return { type: 'stopped' };
