@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { checkKernelMapping } from './pt-check.js';
+import { checkKernelMapping, walkFromCr3 } from './pt-check.js';
 
 const RIP = 0xffffffff92da95ccn; // PML4[511] PDPT[510] PD[150]
 const put = (ram: Buffer, table: number, index: number, v: bigint): void => { ram.writeBigUInt64LE(v, table + index * 8); };
@@ -61,6 +61,27 @@ describe('page-table post-mortem', () => {
     const r = checkKernelMapping(ram, RIP);
     expect(r.intact).toBe(false);
     expect(r.lines.at(-1)).toBe('0xffffffff92da95cc: PD[150] at 0x34b0 = 0x2000e3: present (2 MiB page) but not executable (NX in the PDPT entry)');
+  });
+
+  test('a_walk_from_the_vcpus_cr3_follows_that_table_not_the_shared_half', () => {
+    const ram = guest();
+    // A third top-level table whose kernel entry 511 was zeroed.
+    put(ram, 0xc000, 273, 0x5063n);
+    put(ram, 0xc000, 300, 0x6063n);
+    const r = walkFromCr3(ram, 0xc000n | 0x5n, RIP, true); // PCID bits in CR3 are ignored
+    expect(r.intact).toBe(false);
+    expect(r.lines).toEqual(['0xffffffff92da95cc: PML4[511] at 0xcff8 = 0x0: not present (the table has 2 nonzero entries of 512)']);
+    expect(walkFromCr3(ram, 0x1000n, RIP, true).intact).toBe(true);
+  });
+
+  test('a_data_walk_ignores_no_execute_and_a_cr3_outside_ram_is_said', () => {
+    const ram = guest();
+    put(ram, 0x2000, 510, 0x3000n | 0x63n | (1n << 63n));
+    expect(walkFromCr3(ram, 0x1000n, RIP, true).intact).toBe(false);
+    const data = walkFromCr3(ram, 0x1000n, RIP, false);
+    expect(data.intact).toBe(true);
+    expect(data.lines.at(-1)).toBe('0xffffffff92da95cc: PD[150] at 0x34b0 = 0x2000e3: present (2 MiB page): the mapping is intact in RAM');
+    expect(walkFromCr3(ram, 0x4000000n, RIP, false)).toEqual({ lines: ['CR3 0x4000000 points outside RAM'], intact: false });
   });
 
   test('no_kernel_half_says_so', () => {

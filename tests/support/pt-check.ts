@@ -6,6 +6,11 @@
 // few entries (a stray write into a page table). Intact tables mean the fault did not come from RAM.
 //
 //   node dist/tests/support/pt-check.js DUMP RIP      (PT_CHECK_GROUPS=1 also lists the largest kernel halves seen)
+//   node dist/tests/support/pt-check.js DUMP RIP --cr3 CR3 [ADDR...]
+//
+// With the vCPU's CR3 at the fault (the test host's kprobe on KVM's shutdown exit reads it from the
+// VMCB), the RIP and each ADDR (the IDT, GDT and TSS bases, the stack: what delivering an event
+// touches) are also walked from that table: the one the CPU was actually using.
 import { readFileSync } from 'node:fs';
 
 const PAGE = 4096;
@@ -89,8 +94,19 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
   return { lines, intact };
 }
 
-/** Walks `rip` from the top-level table at `table`; true when it reaches an executable page. */
-function walk(ram: Buffer, table: number, rip: bigint, lines: string[]): boolean {
+/**
+ * Walks `addr` from the top-level table `cr3` points to (its low 12 bits, a PCID, are ignored): an
+ * instruction fetch (`fetch`, a page marked NX fails it) or a data access.
+ */
+export function walkFromCr3(ram: Buffer, cr3: bigint, addr: bigint, fetch: boolean): PtCheck {
+  const table = Number(cr3 & ADDR);
+  if (table + PAGE > ram.length) return { lines: [`CR3 ${hex(cr3)} points outside RAM`], intact: false };
+  const lines: string[] = [];
+  return { lines, intact: walk(ram, table, addr, lines, fetch) };
+}
+
+/** Walks `rip` from the top-level table at `table`; true when it reaches a present page (and, for a fetch, an executable one). */
+function walk(ram: Buffer, table: number, rip: bigint, lines: string[], fetch = true): boolean {
   const names = ['PML4', 'PDPT', 'PD', 'PT'];
   let nx = '';
   for (let level = 0; level < 4; level++) {
@@ -107,7 +123,7 @@ function walk(ram: Buffer, table: number, rip: bigint, lines: string[]): boolean
       lines.push(`${hex(rip)}: ${where}: points outside RAM`);
       return false;
     }
-    if ((e & NO_EXECUTE) !== 0n) nx ||= names[level]!;
+    if (fetch && (e & NO_EXECUTE) !== 0n) nx ||= names[level]!;
     if (level === 3 || (level > 0 && (e & LARGE) !== 0n)) {
       const size = level === 3 ? '4 KiB' : level === 2 ? '2 MiB' : '1 GiB';
       if (nx) {
@@ -124,10 +140,18 @@ function walk(ram: Buffer, table: number, rip: bigint, lines: string[]): boolean
 }
 
 if (process.argv[1]?.endsWith('pt-check.js')) {
-  const [dump, rip] = process.argv.slice(2);
-  if (!dump || !rip || !/^0x[0-9a-f]+$/i.test(rip)) {
-    console.error('usage: pt-check DUMP RIP (RIP in hex, 0x...)');
+  const [dump, rip, flag, cr3, ...more] = process.argv.slice(2);
+  const isHex = (v: string | undefined): v is string => v !== undefined && /^0x[0-9a-f]+$/i.test(v);
+  if (!dump || !isHex(rip) || (flag !== undefined && (flag !== '--cr3' || !isHex(cr3) || !more.every(isHex)))) {
+    console.error('usage: pt-check DUMP RIP [--cr3 CR3 [ADDR...]] (numbers in hex, 0x...)');
     process.exit(2);
   }
-  for (const l of checkKernelMapping(readFileSync(dump), BigInt(rip)).lines) console.log(l);
+  const ram = readFileSync(dump);
+  for (const l of checkKernelMapping(ram, BigInt(rip)).lines) console.log(l);
+  if (isHex(cr3)) {
+    console.log(`through CR3 ${cr3}:`);
+    for (const [addr, fetch] of [[rip, true], ...more.map((a) => [a, false] as const)] as const) {
+      for (const l of walkFromCr3(ram, BigInt(cr3), BigInt(addr), fetch).lines) console.log(l);
+    }
+  }
 }
