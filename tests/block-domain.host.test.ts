@@ -30,7 +30,10 @@ const TRACE = '/sys/kernel/tracing';
  * Such a guest's RAM is also dumped (--dump-on-reset) and its kernel page tables checked for that RIP.
  */
 const KVM_TRACE = `mount -t tracefs nodev ${TRACE} 2>/dev/null; echo 1024 > ${TRACE}/buffer_size_kb; `
-  + `for e in kvm_exit kvm_inj_exception kvm_page_fault; do echo 1 > ${TRACE}/events/kvm/$e/enable; done; `;
+  + `for e in kvm_exit kvm_inj_exception kvm_page_fault; do echo 1 > ${TRACE}/events/kvm/$e/enable; done; `
+  // The vCPU's registers at a shutdown exit, read from the VMCB before KVM clears it (shutdown-probe.ts).
+  + `probe=$(node dist/tests/support/shutdown-probe.js) && echo "$probe" >> ${TRACE}/kprobe_events && echo 1 > ${TRACE}/events/kvm_amd/tfregs/enable `
+  + `|| echo 'shutdown-probe: not set'; `;
 
 /**
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
@@ -54,9 +57,14 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     // (that vCPU thread's events only: with two vCPUs the other's interleave).
     + `task=$(grep -m1 'reason shutdown' ${TRACE}/trace | awk '{print $1}'); `
     + `grep -- " $task " ${TRACE}/trace | grep -B 2 -m1 'reason shutdown' | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; `
-    // ...and whether the kernel's page tables for the RIP it faulted at are intact in its RAM (pt-check.ts).
+    // ...and its registers then (CR3, RSP, the IDT, GDT and TSS bases, the event in delivery),
+    + `regs=$(grep -m1 'tfregs:' ${TRACE}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `
+    + `reg() { echo " $regs" | grep -o " $1=0x[0-9a-f]*" | cut -d= -f2; }; cr3=$(reg cr3); `
+    // ...and whether the kernel's page tables for the RIP it faulted at are intact in its RAM (pt-check.ts),
+    // and what the RIP and those bases map to through the vCPU's own CR3.
     + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${TRACE}/trace | grep -o '0x[0-9a-f]*'); `
-    + `[ -n "$rip" ] && [ -f /tmp/guest.dump ] && node dist/tests/support/pt-check.js /tmp/guest.dump "$rip" | sed 's/^/pt-check: /'; fi; rm -f /tmp/guest.dump; `;
+    + `[ -n "$rip" ] && [ -f /tmp/guest.dump ] && node dist/tests/support/pt-check.js /tmp/guest.dump "$rip" `
+    + `\${cr3:+--cr3 $cr3 $(reg idtb) $(reg gdtb) $(reg trb) $(reg rsp)} | sed 's/^/pt-check: /'; fi; rm -f /tmp/guest.dump; `;
 }
 
 /** The output of each section, by name. */

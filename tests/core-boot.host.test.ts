@@ -60,16 +60,21 @@ describe('microhv core boots a stock kernel', () => {
     // exit before microhv stops the guest (a stop that kicked the ended thread once threw, and the
     // run then hung at exit until its hard kill). The kernel's page tables are whole then: the
     // post-mortem (--dump-on-reset, pt-check.ts, at the RIP of the test host's KVM shutdown exit) must
-    // find them and walk that RIP to a present page.
+    // find them and walk that RIP to a present page. The kprobe of shutdown-probe.ts must read the
+    // vCPU's registers from the VMCB at that exit: the same RIP, the empty IDT reboot=t loads, and a
+    // CR3 through which the RIP and the stack are mapped.
     const T = '/sys/kernel/tracing';
     const r = await runInTestHost({
       image,
       command: `mount -t tracefs nodev ${T} 2>/dev/null; echo 'exit_reason == 127' > ${T}/events/kvm/kvm_exit/filter; echo 1 > ${T}/events/kvm/kvm_exit/enable; `
+        + `node dist/tests/support/shutdown-probe.js >> ${T}/kprobe_events && echo 1 > ${T}/events/kvm_amd/tfregs/enable; `
         + 'timeout -s KILL 200 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 1 '
         + "--cmdline 'console=ttyS0 quiet panic=-1 reboot=t microhv.scenario=reboot' --console-log /tmp/console.log --timeout 180 "
         + "--no-reboot --dump-on-reset /tmp/guest.dump >/dev/null 2>/tmp/err.txt; echo run-exit=$?; grep 'guest reset\\|failed\\|domains\\|RAM' /tmp/err.txt; "
         + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${T}/trace | grep -o '0x[0-9a-f]*'); echo rip=$rip; `
-        + 'node dist/tests/support/pt-check.js /tmp/guest.dump "$rip"',
+        + `regs=$(grep -m1 'tfregs:' ${T}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `
+        + `reg() { echo " $regs" | grep -o " $1=0x[0-9a-f]*" | cut -d= -f2; }; `
+        + 'node dist/tests/support/pt-check.js /tmp/guest.dump "$rip" --cr3 $(reg cr3) $(reg rsp)',
       timeoutMs: 300_000,
     });
     expect(r.output).toMatch(/guest reset \(vCPU reset: triple fault on vCPU 0 .*\); --no-reboot/);
@@ -83,5 +88,14 @@ describe('microhv core boots a stock kernel', () => {
     // Every process's top-level table shares the kernel half: more than one copy.
     expect(Number(/kernel half shared by (\d+) top-level table/.exec(r.output)?.[1])).toBeGreaterThan(1);
     expect(r.output).toMatch(new RegExp(`${rip}: PD\\[\\d+\\] at 0x[0-9a-f]+ = 0x[0-9a-f]+: present \\(2 MiB page\\): the mapping is intact in RAM`));
+    const vmcb = /^vmcb: (.*)$/m.exec(r.output)?.[1] ?? '';
+    expect(vmcb).toContain(`rip=${rip} `);
+    expect(vmcb).toMatch(/ idtl=0 /);
+    const reg = (n: string): string | undefined => new RegExp(` ${n}=(0x[0-9a-f]+)`).exec(` ${vmcb}`)?.[1];
+    expect(reg('cr3'), vmcb).toMatch(/^0x[0-9a-f]*000$/);
+    // Through that CR3: the RIP (a fetch) and the kernel stack (a 4 KiB vmalloc page) are mapped.
+    const after = r.output.slice(r.output.indexOf('through CR3'));
+    expect(after).toMatch(new RegExp(`${rip}: PD\\[\\d+\\] .*: present \\(2 MiB page\\): the mapping is intact in RAM`));
+    expect(after).toMatch(new RegExp(`${reg('rsp')}: PT\\[\\d+\\] .*: present \\(4 KiB page\\): the mapping is intact in RAM`));
   });
 });
