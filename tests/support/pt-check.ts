@@ -151,7 +151,9 @@ if (process.argv[1]?.endsWith('pt-check.js')) {
   if (isHex(cr3)) {
     console.log(`through CR3 ${cr3}:`);
     for (const [addr, fetch] of [[rip, true], ...more.map((a) => [a, false] as const)] as const) {
-      for (const l of walkFromCr3(ram, BigInt(cr3), BigInt(addr), fetch).lines) console.log(l);
+      const r = walkFromCr3(ram, BigInt(cr3), BigInt(addr), fetch);
+      for (const l of r.lines) console.log(l);
+      if (r.lines[0]?.startsWith('CR3 ')) break; // outside RAM: the same for every address
     }
   }
 }
