@@ -10,6 +10,7 @@ import { runInTestHost, worstRunMs } from '../testhost/testhost.js';
 import { microhvDiskArg, type GuestDisk } from '../testhost/peer.js';
 import { pciIntxGsi } from '../boot/layout.js';
 import { microhvRunCommand } from './support/microhv-run.js';
+import { enableShutdownProbe, readShutdownRegs } from './support/shutdown-probe.js';
 
 let image: TestHostImage;
 beforeAll(() => { image = buildTestHost(); });
@@ -32,8 +33,7 @@ const TRACE = '/sys/kernel/tracing';
 const KVM_TRACE = `mount -t tracefs nodev ${TRACE} 2>/dev/null; echo 1024 > ${TRACE}/buffer_size_kb; `
   + `for e in kvm_exit kvm_inj_exception kvm_page_fault; do echo 1 > ${TRACE}/events/kvm/$e/enable; done; `
   // The vCPU's registers at a shutdown exit, read from the VMCB before KVM clears it (shutdown-probe.ts).
-  + `probe=$(node dist/tests/support/shutdown-probe.js) && echo "$probe" >> ${TRACE}/kprobe_events && echo 1 > ${TRACE}/events/kvm_amd/tfregs/enable `
-  + `|| echo 'shutdown-probe: not set'; `;
+  + enableShutdownProbe(TRACE);
 
 /**
  * One guest under `microhv run`, as a section of a test-host command: a marker line, run-exit, the
@@ -58,8 +58,7 @@ function section(name: string, scenario: string, args: string, disk: GuestDisk, 
     + `task=$(grep -m1 'reason shutdown' ${TRACE}/trace | awk '{print $1}'); `
     + `grep -- " $task " ${TRACE}/trace | grep -B 2 -m1 'reason shutdown' | grep -o 'kvm_[a-z_]*: .*' | sed 's/^/kvm-trace: /'; `
     // ...and its registers then (CR3, RSP, the IDT, GDT and TSS bases, the event in delivery),
-    + `regs=$(grep -m1 'tfregs:' ${TRACE}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `
-    + `reg() { echo " $regs" | grep -o " $1=0x[0-9a-f]*" | cut -d= -f2; }; cr3=$(reg cr3); `
+    + readShutdownRegs(TRACE) + 'cr3=$(reg cr3); '
     // ...and whether the kernel's page tables for the RIP it faulted at are intact in its RAM (pt-check.ts),
     // and what the RIP and those bases map to through the vCPU's own CR3.
     + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${TRACE}/trace | grep -o '0x[0-9a-f]*'); `

@@ -5,6 +5,7 @@
 import { beforeAll, describe, expect, test } from 'vitest';
 import { buildTestHost, type TestHostImage } from '../images/build.js';
 import { runInTestHost } from '../testhost/testhost.js';
+import { enableShutdownProbe, readShutdownRegs } from './support/shutdown-probe.js';
 
 let image: TestHostImage;
 beforeAll(() => { image = buildTestHost(); });
@@ -67,13 +68,12 @@ describe('microhv core boots a stock kernel', () => {
     const r = await runInTestHost({
       image,
       command: `mount -t tracefs nodev ${T} 2>/dev/null; echo 'exit_reason == 127' > ${T}/events/kvm/kvm_exit/filter; echo 1 > ${T}/events/kvm/kvm_exit/enable; `
-        + `node dist/tests/support/shutdown-probe.js >> ${T}/kprobe_events && echo 1 > ${T}/events/kvm_amd/tfregs/enable; `
+        + enableShutdownProbe(T)
         + 'timeout -s KILL 200 node dist/microhv/main.js run --kernel .cache/guest/vmlinuz --initrd .cache/guest/initramfs.cpio --vcpus 1 '
         + "--cmdline 'console=ttyS0 quiet panic=-1 reboot=t microhv.scenario=reboot' --console-log /tmp/console.log --timeout 180 "
         + "--no-reboot --dump-on-reset /tmp/guest.dump >/dev/null 2>/tmp/err.txt; echo run-exit=$?; grep 'guest reset\\|failed\\|domains\\|RAM' /tmp/err.txt; "
         + `rip=$(grep -o -m1 'reason shutdown rip 0x[0-9a-f]*' ${T}/trace | grep -o '0x[0-9a-f]*'); echo rip=$rip; `
-        + `regs=$(grep -m1 'tfregs:' ${T}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `
-        + `reg() { echo " $regs" | grep -o " $1=0x[0-9a-f]*" | cut -d= -f2; }; `
+        + readShutdownRegs(T)
         + 'node dist/tests/support/pt-check.js /tmp/guest.dump "$rip" --cr3 $(reg cr3) $(reg rsp)',
       timeoutMs: 300_000,
     });

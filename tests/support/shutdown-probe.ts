@@ -80,6 +80,16 @@ export function shutdownProbe(vmcbOffset: number): string {
   return `p:kvm_amd/tfregs shutdown_interception ${FIELDS.map(([n, off, t]) => `${n}=+0x${off.toString(16)}(${vmcb}):${t}`).join(' ')}`;
 }
 
+/** Shell for a test-host command: adds the probe to the tracing at `trace` (tracefs), or says it could not. */
+export const enableShutdownProbe = (trace: string): string =>
+  `probe=$(node dist/tests/support/shutdown-probe.js) && echo "$probe" >> ${trace}/kprobe_events && echo 1 > ${trace}/events/kvm_amd/tfregs/enable `
+  + `|| echo 'shutdown-probe: not set'; `;
+
+/** Shell: prints the probe's registers of the first shutdown in `trace` as `vmcb: rip=...`; then `reg NAME` prints one (hex). */
+export const readShutdownRegs = (trace: string): string =>
+  `regs=$(grep -m1 'tfregs:' ${trace}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `
+  + `reg() { echo " $regs" | grep -o " $1=0x[0-9a-f]*" | cut -d= -f2; }; `;
+
 if (process.argv[1]?.endsWith('shutdown-probe.js')) {
   try {
     const off = memberOffset(readFileSync('/sys/kernel/btf/vmlinux'), readFileSync('/sys/kernel/btf/kvm_amd'), 'vcpu_svm', 'vmcb');
