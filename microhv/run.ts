@@ -11,6 +11,7 @@ import { Guest } from './vm/guest.js';
 import { DomainManager } from './domains/manager.js';
 import { USAGE, diskDomain, diskPci, parse, type Fault } from './options.js';
 import { entryPoint } from './worker-path.js';
+import { stamp, trace } from './trace.js';
 
 /** Echoes what the console domain appends to the log file; calls `seen` once `until` has appeared `count` times. */
 function followLog(path: string, until: string | undefined, count: number, seen: () => void): () => void {
@@ -43,11 +44,6 @@ function followLog(path: string, until: string | undefined, count: number, seen:
     } finally { closeSync(fd); }
   };
 }
-
-/** MICROHV_TRACE=1: start-up phases, and the time of each of microhv's log lines, on stderr, in ms since the process started. */
-const tracing = process.env.MICROHV_TRACE === '1';
-const stamp = (): string => (tracing ? `+${performance.now().toFixed(0)} ms ` : '');
-const trace = tracing ? (what: string): void => console.error(`microhv: ${stamp()}${what}`) : (): void => undefined;
 
 async function main(argv: string[]): Promise<number> {
   trace('modules loaded');

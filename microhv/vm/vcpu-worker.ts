@@ -8,6 +8,7 @@ import * as sys from '../sys/index.js';
 import { Vcpu } from '../kvm/index.js';
 import { KVM_SYSTEM_EVENT } from '../kvm/abi.js';
 import { IoDispatch } from './io-dispatch.js';
+import { trace } from '../trace.js';
 import { VCPU_CTL, type VcpuEvent, type VcpuInput } from './vcpu-protocol.js';
 
 function main(input: VcpuInput): VcpuEvent {
@@ -20,8 +21,7 @@ function main(input: VcpuInput): VcpuEvent {
   const stopping = (): boolean => Atomics.load(ctl, VCPU_CTL.STOP) !== 0;
   const io = new IoDispatch(input.stats, input.ranges, input.endpoints, input.index, stopping);
   parentPort!.postMessage({ type: 'ready', tid: sys.gettid() } satisfies VcpuEvent);
-  // MICROHV_TRACE=1 (run.ts): when the vCPU first runs. process.uptime() counts from the process's start, as the main thread's trace does.
-  if (process.env.MICROHV_TRACE === '1') console.error(`microhv: +${(process.uptime() * 1000).toFixed(0)} ms vCPU ${input.index} entering KVM_RUN`);
+  trace(`vCPU ${input.index} entering KVM_RUN`);
   const run = vcpu.run;
   for (;;) {
     if (Atomics.load(ctl, VCPU_CTL.STOP) !== 0) return { type: 'stopped' };
