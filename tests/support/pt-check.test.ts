@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { checkKernelMapping, walkFromCr3 } from './pt-check.js';
+import { checkKernelMapping, emulatedCpuFault, parseRegs, walkFromCr3 } from './pt-check.js';
 
 const RIP = 0xffffffff92da95ccn; // PML4[511] PDPT[510] PD[150]
 const put = (ram: Buffer, table: number, index: number, v: bigint): void => { ram.writeBigUInt64LE(v, table + index * 8); };
@@ -86,5 +86,71 @@ describe('page-table post-mortem', () => {
 
   test('no_kernel_half_says_so', () => {
     expect(checkKernelMapping(Buffer.alloc(1 << 16), RIP)).toEqual({ lines: ['no top-level page table with a kernel half found'], intact: undefined });
+  });
+});
+
+describe('whose triple fault: the verdict from the probe\'s registers and the RAM dump', () => {
+  /** The guest above, with a CPU entry area (IDT, GDT and TSS in 4 KiB pages) and a stack in the direct map. */
+  function machine(): Buffer {
+    const ram = guest();
+    put(ram, 0x1000, 508, 0x9000n | 0x67n);
+    put(ram, 0x9000, 0, 0xa000n | 0x67n);
+    put(ram, 0xa000, 0, 0xb000n | 0x67n);
+    for (const i of [0, 1, 3]) put(ram, 0xb000, i, BigInt(0x100000 + i * 0x1000) | 0x161n | (1n << 63n));
+    put(ram, 0x5000, 0, 0xc000n | 0x63n);
+    put(ram, 0xc000, 0, 0xe3n | (1n << 63n)); // 2 MiB at 0, NX as the direct map is
+    return ram;
+  }
+  const LINE = `rip=${'0x' + RIP.toString(16)} rsp=0xffff888000010f58 cr3=0x1000 cr0=0x80050033 cr4=0x6b0 efer=0x1d01 cr2=0xfffffe0000000080 `
+    + 'idtb=0xfffffe0000000000 idtl=4095 gdtb=0xfffffe0000001000 trb=0xfffffe0000003000 cpl=0 rfl=0x7 cs=16 eii=0x1080000b0e';
+
+  test('the_probe_line_parses_hex_and_decimal_fields_and_skips_the_function_name', () => {
+    const regs = parseRegs(`(shutdown_interception+0x0/0x50 [kvm_amd]) ${LINE}`);
+    expect(regs.get('cr3')).toBe(0x1000n);
+    expect(regs.get('idtl')).toBe(4095n);
+    expect(regs.get('cs')).toBe(16n);
+    expect(regs.has('shutdown_interception+0x0/0x50')).toBe(false);
+  });
+
+  test('everything_delivery_touches_mapped_through_cr3_is_the_emulated_cpus_fault', () => {
+    const v = emulatedCpuFault(machine(), parseRegs(LINE));
+    expect(v.verdict).toBe('verdict: the emulated CPU\'s: through CR3 0x1000 the RIP, the IDT\'s #DF and #PF entries, the GDT, the TSS and the stack are all mapped in RAM');
+    expect(v.emulated).toBe(true);
+    expect(v.lines).toContain('0xfffffe00000000e0: PT[0] at 0xb000 = 0x8000000000100161: present (4 KiB page): the mapping is intact in RAM');
+  });
+
+  test('an_empty_idt_as_reboot_t_loads_is_the_guests_own_reset', () => {
+    const v = emulatedCpuFault(machine(), parseRegs(LINE.replace('idtl=4095', 'idtl=0')));
+    expect(v.emulated).toBe(false);
+    expect(v.verdict).toBe('verdict: the guest\'s: the IDT limit 0 does not cover the #PF and #DF entries');
+    // The walks are made all the same: the post-mortem of a deliberate reset still shows them.
+    expect(v.lines).toContain('through CR3 0x1000:');
+    expect(v.lines).toHaveLength(1 + 3 + 4 + 4 + 4 + 4 + 3);
+    // One entry short of #PF's end is not enough either.
+    expect(emulatedCpuFault(machine(), parseRegs(LINE.replace('idtl=4095', 'idtl=238'))).emulated).toBe(false);
+    expect(emulatedCpuFault(machine(), parseRegs(LINE.replace('idtl=4095', 'idtl=239'))).emulated).toBe(true);
+  });
+
+  test('a_lost_idt_mapping_or_a_cr3_on_a_page_of_zeros_is_the_guests', () => {
+    const ram = machine();
+    put(ram, 0xb000, 0, 0n);
+    expect(emulatedCpuFault(ram, parseRegs(LINE)).verdict)
+      .toBe('verdict: the guest\'s: the IDT\'s #DF entry (0xfffffe0000000080) is not mapped through CR3 0x1000 (nor 1 more)');
+    const zero = emulatedCpuFault(machine(), parseRegs(LINE.replace('cr3=0x1000', 'cr3=0x20000')));
+    expect(zero.emulated).toBe(false);
+    expect(zero.verdict).toBe(`verdict: the guest's: the RIP (0x${RIP.toString(16)}) is not mapped through CR3 0x20000 (nor 5 more)`);
+  });
+
+  test('the_stack_is_checked_below_rsp_where_delivery_pushes', () => {
+    // RSP at the start of the direct map's first 2 MiB page: the first push lands in the unmapped page below.
+    const v = emulatedCpuFault(machine(), parseRegs(LINE.replace('rsp=0xffff888000010f58', 'rsp=0xffff888000000000')));
+    expect(v.verdict).toBe('verdict: the guest\'s: the stack below RSP (0xffff887ffffffff8) is not mapped through CR3 0x1000');
+  });
+
+  test('missing_registers_or_no_64_bit_paging_give_no_emulated_verdict', () => {
+    expect(emulatedCpuFault(machine(), parseRegs(LINE.replace(/ gdtb=\S+ trb=\S+/, ''))))
+      .toMatchObject({ emulated: false, verdict: 'verdict: none: the registers lack gdtb, trb' });
+    expect(emulatedCpuFault(machine(), parseRegs(LINE.replace('efer=0x1d01', 'efer=0x1001'))).verdict)
+      .toBe('verdict: the guest\'s: not in 64-bit paging (cr0 0x80050033, efer 0x1001)');
   });
 });

@@ -7,10 +7,12 @@
 //
 //   node dist/tests/support/pt-check.js DUMP RIP      (PT_CHECK_GROUPS=1 also lists the largest kernel halves seen)
 //   node dist/tests/support/pt-check.js DUMP RIP --cr3 CR3 [ADDR...]
+//   node dist/tests/support/pt-check.js DUMP RIP --vmcb 'rip=0x... cr3=0x... idtl=4095 ...'
 //
 // With the vCPU's CR3 at the fault (the test host's kprobe on KVM's shutdown exit reads it from the
 // VMCB), the RIP and each ADDR (the IDT, GDT and TSS bases, the stack: what delivering an event
-// touches) are also walked from that table: the one the CPU was actually using.
+// touches) are also walked from that table: the one the CPU was actually using. With all the probe's
+// registers (--vmcb), the walks end in a verdict on whose fault it was (emulatedCpuFault).
 import { readFileSync } from 'node:fs';
 
 const PAGE = 4096;
@@ -139,16 +141,83 @@ function walk(ram: Buffer, table: number, rip: bigint, lines: string[], fetch = 
   return true;
 }
 
+/** Registers as the shutdown probe prints them (`rip=0x... idtl=4095 ...`, shutdown-probe.ts), by name. */
+export function parseRegs(text: string): Map<string, bigint> {
+  const regs = new Map<string, bigint>();
+  for (const m of text.matchAll(/(?:^|\s)([a-z0-9]+)=(0x[0-9a-f]+|\d+)(?=\s|$)/g)) regs.set(m[1]!, BigInt(m[2]!));
+  return regs;
+}
+
+const CR0_PG = 1n << 31n;
+const EFER_LMA = 1n << 10n;
+/** The last byte of the IDT's #PF entry (vector 14, 16 bytes an entry in long mode); the #DF entry (8) lies below it. */
+const IDT_PF_END = 14n * 16n + 15n;
+/** The registers a verdict needs. */
+const VERDICT_REGS = ['rip', 'rsp', 'cr3', 'cr0', 'efer', 'idtb', 'idtl', 'gdtb', 'trb'] as const;
+
+export interface Verdict {
+  /** The walks through CR3. */
+  readonly lines: string[];
+  /** The triple fault was the emulated CPU's: the guest's tables in RAM map everything the fault touched. */
+  readonly emulated: boolean;
+  /** One line, `verdict: ...`. */
+  readonly verdict: string;
+}
+
+/**
+ * Whose triple fault it was, from the vCPU's registers at the shutdown exit (the probe's) and its RAM. A
+ * 64-bit guest whose IDT covers #PF and #DF, and through whose CR3 the RIP (a fetch), those two IDT
+ * entries, the GDT, the TSS and the stack below RSP are all mapped in RAM, gave a real CPU nothing to
+ * fault on: delivering the fault and the double fault would have worked. Such a fault is the emulated
+ * CPU's own (the test host's TCG with nested paging). Anything else is the guest's, or unknown:
+ * a guest that resets on purpose (Linux's reboot=t loads an empty IDT), a table that lost an entry, a
+ * CR3 on a page of zeros.
+ */
+export function emulatedCpuFault(ram: Buffer, regs: ReadonlyMap<string, bigint>): Verdict {
+  const missing = VERDICT_REGS.filter((r) => !regs.has(r));
+  if (missing.length > 0) return { lines: [], emulated: false, verdict: `verdict: none: the registers lack ${missing.join(', ')}` };
+  const r = (name: (typeof VERDICT_REGS)[number]): bigint => regs.get(name)!;
+  const not = (why: string): Verdict => ({ lines, emulated: false, verdict: `verdict: the guest's: ${why}` });
+  const lines: string[] = [];
+  if ((r('cr0') & CR0_PG) === 0n || (r('efer') & EFER_LMA) === 0n) return not(`not in 64-bit paging (cr0 ${hex(r('cr0'))}, efer ${hex(r('efer'))})`);
+  const mask = (1n << 64n) - 1n;
+  const touched: ReadonlyArray<readonly [what: string, addr: bigint, fetch: boolean]> = [
+    ['the RIP', r('rip'), true], ["the IDT's #DF entry", r('idtb') + 8n * 16n, false], ["the IDT's #PF entry", r('idtb') + 14n * 16n, false],
+    ['the GDT', r('gdtb'), false], ['the TSS', r('trb'), false], ['the stack below RSP', (r('rsp') - 8n) & mask, false],
+  ];
+  lines.push(`through CR3 ${hex(r('cr3'))}:`);
+  const unmapped = touched.filter(([, addr, fetch]) => {
+    const w = walkFromCr3(ram, r('cr3'), addr, fetch);
+    lines.push(...w.lines);
+    return !w.intact;
+  });
+  if (r('idtl') < IDT_PF_END) return not(`the IDT limit ${r('idtl')} does not cover the #PF and #DF entries`);
+  if (unmapped.length > 0) {
+    const [what, addr] = unmapped[0]!;
+    return not(`${what} (${hex(addr)}) is not mapped through CR3 ${hex(r('cr3'))}${unmapped.length > 1 ? ` (nor ${unmapped.length - 1} more)` : ''}`);
+  }
+  return {
+    lines, emulated: true,
+    verdict: `verdict: the emulated CPU's: through CR3 ${hex(r('cr3'))} the RIP, the IDT's #DF and #PF entries, the GDT, the TSS and the stack are all mapped in RAM`,
+  };
+}
+
 if (process.argv[1]?.endsWith('pt-check.js')) {
   const [dump, rip, flag, cr3, ...more] = process.argv.slice(2);
   const isHex = (v: string | undefined): v is string => v !== undefined && /^0x[0-9a-f]+$/i.test(v);
-  if (!dump || !isHex(rip) || (flag !== undefined && (flag !== '--cr3' || !isHex(cr3) || !more.every(isHex)))) {
-    console.error('usage: pt-check DUMP RIP [--cr3 CR3 [ADDR...]] (numbers in hex, 0x...)');
+  const ok = dump && isHex(rip) && (flag === undefined
+    || (flag === '--vmcb' && cr3 !== undefined && more.length === 0)
+    || (flag === '--cr3' && isHex(cr3) && more.every(isHex)));
+  if (!ok) {
+    console.error('usage: pt-check DUMP RIP [--cr3 CR3 [ADDR...] | --vmcb REGISTERS] (numbers in hex, 0x...)');
     process.exit(2);
   }
   const ram = readFileSync(dump);
   for (const l of checkKernelMapping(ram, BigInt(rip)).lines) console.log(l);
-  if (isHex(cr3)) {
+  if (flag === '--vmcb') {
+    const v = emulatedCpuFault(ram, parseRegs(cr3!));
+    for (const l of [...v.lines, v.verdict]) console.log(l);
+  } else if (isHex(cr3)) {
     console.log(`through CR3 ${cr3}:`);
     for (const [addr, fetch] of [[rip, true], ...more.map((a) => [a, false] as const)] as const) {
       const r = walkFromCr3(ram, BigInt(cr3), BigInt(addr), fetch);
