@@ -7,12 +7,12 @@
 // --kill-child` stays as the domain's parent, reaps the domain before it exits itself and kills
 // the domain if it dies first, so a pidfd on the spawned pid sees the domain's death either way
 // (and killSandboxed lets the supervisor wait until a domain it killed is gone).
-// What the kernel refuses is probed once per process, dropped one namespace at a time and
-// reported in one line; a missing namespace never fails a domain. Seccomp is installed by the
-// domain itself (driver-domains/runtime/seccomp.ts).
+// What the kernel refuses is probed once per process (the whole sandbox first, in one trial), then
+// dropped one namespace at a time and reported in one line; a missing namespace never fails a
+// domain. Seccomp is installed by the domain itself (driver-domains/runtime/seccomp.ts).
 import { spawn, spawnSync, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync, realpathSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import * as sys from '../sys/index.js';
 
 export type Namespace = 'user' | 'mount' | 'net' | 'ipc' | 'pid';
@@ -51,15 +51,21 @@ export function wrapCommand(plan: SandboxPlan, command: readonly string[]): stri
 // microhv's environment is not passed on: a domain needs none of it, and it may hold secrets.
 const env = (namespaces: readonly Namespace[]): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', [SANDBOX_ENV]: namespaces.join(',') || 'none' });
 
+const toolDirs = (): string[] => [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/bin', '/bin', '/usr/sbin', '/sbin'];
+
 /** A util-linux tool by name (busybox's applets of the same names lack the options used here). */
 function utilLinux(tool: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/bin', '/bin', '/usr/sbin', '/sbin'];
-  for (const p of dirs.map((d) => join(d, tool))) {
+  for (const p of toolDirs().map((d) => join(d, tool))) {
     if (!existsSync(p)) continue;
     const r = spawnSync(p, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     if (r.status === 0 && r.stdout.includes('util-linux')) return p;
   }
   return undefined;
+}
+
+/** The first `tool` on the PATH that is not a busybox or toybox applet (a link to the multi-call binary), asking it nothing. */
+function firstTool(tool: string): string | undefined {
+  return toolDirs().map((d) => join(d, tool)).find((p) => existsSync(p) && !/^(busybox|toybox)/.test(basename(realpathSync(p))));
 }
 
 /** Tries the plan on `true`; undefined when it works, else why not. */
@@ -70,8 +76,23 @@ function attempt(plan: Omit<SandboxPlan, 'summary'>): string | undefined {
   return (r.stderr.trim().split('\n').at(-1) ?? '') || (r.error?.message ?? `exit ${r.status ?? r.signal}`);
 }
 
-/** Finds what this kernel and these privileges allow. Spawns a few short processes. */
+/** The plan's one line for microhv's log. */
+function summarize(namespaces: readonly Namespace[], dropCaps: boolean, missing: readonly string[]): string {
+  const inForce = `new ${namespaces.length > 0 ? namespaces.join(', ') : 'no'} namespaces${dropCaps ? ', no capabilities' : ''}`;
+  return missing.length === 0 ? `sandbox: domains run in ${inForce}` : `sandbox: domains run in ${inForce}; NOT available: ${missing.join('; ')}`;
+}
+
+/**
+ * Finds what this kernel and these privileges allow. The whole sandbox is tried first, in one
+ * process: on the emulated test host each process costs about 0.1 s of a start-up that the
+ * domains wait for. Only when that fails is each piece probed on its own, a few processes more,
+ * to say what is missing and why.
+ */
 export function probeSandbox(): SandboxPlan {
+  const [u, s] = [firstTool('unshare'), firstTool('setpriv')];
+  if (u !== undefined && s !== undefined && attempt({ unshare: u, setpriv: s, namespaces: NAMESPACES, dropCaps: true }) === undefined) {
+    return { unshare: u, setpriv: s, namespaces: NAMESPACES, dropCaps: true, summary: summarize(NAMESPACES, true, []) };
+  }
   const unshare = utilLinux('unshare');
   const setpriv = utilLinux('setpriv');
   const missing: string[] = [];
@@ -105,10 +126,7 @@ export function probeSandbox(): SandboxPlan {
       if (!dropCaps) missing.push(`capability drop (${whyNotDrop ?? ''})`);
     }
   }
-  const inForce = `new ${namespaces.length > 0 ? namespaces.join(', ') : 'no'} namespaces${dropCaps ? ', no capabilities' : ''}`;
-  const summary = missing.length === 0 ? `sandbox: domains run in ${inForce}`
-    : `sandbox: domains run in ${inForce}; NOT available: ${missing.join('; ')}`;
-  return { unshare, setpriv: withSetpriv, namespaces, dropCaps, summary };
+  return { unshare, setpriv: withSetpriv, namespaces, dropCaps, summary: summarize(namespaces, dropCaps, missing) };
 }
 
 let cached: SandboxPlan | undefined;
