@@ -190,6 +190,7 @@ export class DomainManager extends EventEmitter<ManagerEvents> {
         d.up = true;
         d.upAt = Date.now();
         this.emit('log', `${d.sup.name} up (pid ${body.value.pid})`);
+        d.sup.up();
         return;
       case 'getStateRegion': {
         if (d.stateFd < 0) {

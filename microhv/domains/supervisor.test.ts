@@ -129,3 +129,67 @@ test('injected_kills_of_young_instances_neither_grow_the_backoff_nor_spend_the_b
   const delays = spawnedAt.slice(1).map((t, i) => t - diedAt[i]!);
   expect(Math.max(...delays)).toBeLessThan(250);
 });
+
+describe('the standby instance', () => {
+  const sleeper = ['-e', 'setTimeout(() => {}, 60000)'];
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  const until = async (what: () => boolean, ms = 5000): Promise<void> => {
+    for (const end = Date.now() + ms; !what(); await new Promise((r) => setTimeout(r, 10))) if (Date.now() > end) throw new Error('timed out');
+  };
+
+  test('starts_standby_after_ms_after_the_first_instance_is_up_and_a_restart_hands_it_over', async () => {
+    reactor = new Reactor();
+    const sup = new DomainSupervisor(reactor, 'warm', sleeper, { ...policy, standbyAfterMs: 150 });
+    const pids: number[] = [];
+    sup.on('spawned', (_g, _fd, pid) => pids.push(pid));
+    sup.start();
+    sup.up();
+    await new Promise((r) => setTimeout(r, 60));
+    expect(sup.standbyPid, 'not before standbyAfterMs').toBeUndefined();
+    await until(() => sup.standbyPid !== undefined);
+    const standby = sup.standbyPid!;
+    expect(standby).not.toBe(pids[0]);
+    sup.kill();
+    await until(() => pids.length === 2);
+    // The successor is the process that was waiting, not a new one.
+    expect(pids[1]).toBe(standby);
+    expect(sup.generation).toBe(2);
+    expect(sup.standbyPid).toBeUndefined();
+    // After a restart the next standby starts as soon as the instance is up.
+    sup.up();
+    await until(() => sup.standbyPid !== undefined, 1000);
+    expect([pids[0], pids[1]]).not.toContain(sup.standbyPid);
+    const last = sup.standbyPid!;
+    sup.stop();
+    await until(() => !alive(last));
+  });
+
+  test('a_standby_that_dies_waiting_is_dropped_and_the_next_up_starts_another', async () => {
+    reactor = new Reactor();
+    const sup = new DomainSupervisor(reactor, 'warm', sleeper, { ...policy, standbyAfterMs: 0 });
+    const spawned: number[] = [];
+    sup.on('spawned', (_g, _fd, pid) => spawned.push(pid));
+    sup.start();
+    sup.up();
+    await until(() => sup.standbyPid !== undefined);
+    const first = sup.standbyPid!;
+    process.kill(first, 'SIGKILL');
+    await until(() => sup.standbyPid === undefined);
+    expect(sup.health).toBe('up');
+    expect(spawned).toHaveLength(1);
+    sup.up();
+    await until(() => sup.standbyPid !== undefined);
+    expect(sup.standbyPid).not.toBe(first);
+    sup.stop();
+  });
+
+  test('no_standby_without_standby_after_ms', async () => {
+    reactor = new Reactor();
+    const sup = new DomainSupervisor(reactor, 'cold', sleeper, policy);
+    sup.start();
+    sup.up();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sup.standbyPid).toBeUndefined();
+    sup.stop();
+  });
+});

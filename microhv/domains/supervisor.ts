@@ -9,6 +9,13 @@
 // once the process is gone. A domain whose kernel-side I/O can outlive it (an io_uring: a killed
 // process's ring is torn down asynchronously, and its reads may still land in guest RAM) registers
 // fd 4 with that I/O, so the fence falls only after the last request; otherwise it falls at exit.
+//
+// The standby: a domain process spends most of its start-up before it reads microhv's Hello (the
+// sandbox's execs, Node, its modules and koffi: over a second on the emulated test host), and does
+// nothing with the guest until then. So once an instance is up, the supervisor starts the next one
+// and leaves it waiting for its Hello; a restart hands over that process rather than a new one,
+// after the same backoff and fence, and the guest's I/O waits only for its protocol set-up. A
+// standby that dies waiting is dropped and started again at the next instance's Hello.
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import * as sys from '../sys/index.js';
@@ -30,9 +37,24 @@ export interface SupervisorPolicy {
    * backoff. Only instances that die younger (a crash loop) make the backoff grow.
    */
   readonly stableAfterMs: number;
+  /**
+   * The standby is started this long after the first instance is up, so that it stays out of the
+   * guest's boot; after a restart, as soon as the new instance is up. Undefined: no standby.
+   */
+  readonly standbyAfterMs?: number;
 }
 
-export const DEFAULT_POLICY: SupervisorPolicy = { initialBackoffMs: 50, maxBackoffMs: 5_000, maxRestarts: 20, windowMs: 60_000, hungAfterMs: 5_000, heartbeatMs: 1_000, stableAfterMs: 2_000 };
+export const DEFAULT_POLICY: SupervisorPolicy = {
+  initialBackoffMs: 50, maxBackoffMs: 5_000, maxRestarts: 20, windowMs: 60_000, hungAfterMs: 5_000, heartbeatMs: 1_000, stableAfterMs: 2_000, standbyAfterMs: 5_000,
+};
+
+/** A spawned domain process: its control socket and I/O fence (microhv's ends) and its pidfd. */
+interface Instance {
+  readonly child: ChildProcess & { pid: number };
+  readonly control: number;
+  readonly fence: number;
+  readonly pidfd: number;
+}
 
 export type DomainHealth = 'starting' | 'up' | 'restarting' | 'down' | 'stopped';
 
@@ -61,6 +83,9 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   injectedKills = 0;
   /** microhv's end of the current instance's I/O fence (see above). */
   private fence = -1;
+  /** The next instance, started and waiting for its Hello (see above), and its pidfd's reactor key. */
+  private standby: { readonly i: Instance; readonly key: number } | undefined;
+  private standbyTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly reactor: Reactor, readonly name: string, private readonly argv: readonly string[], readonly policy: SupervisorPolicy = DEFAULT_POLICY,
     private readonly env: Readonly<Record<string, string>> = {}) {
@@ -71,14 +96,17 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   /** The spawned pid: the domain's own, or with a PID namespace the `unshare` that is its parent and lives exactly as long (sandbox.ts). */
   get pid(): number | undefined { return this.child?.pid; }
 
+  /** The standby's spawned pid (as `pid`), while one waits. */
+  get standbyPid(): number | undefined { return this.standby?.i.child.pid; }
+
   start(): void {
     this.spawnOnce();
   }
 
-  private spawnOnce(): void {
+  /** Spawns a domain process; undefined when it could not be. */
+  private launch(): Instance | undefined {
     const [mine, theirs] = sys.socketpair(sys.consts.AF_UNIX, sys.consts.SOCK_STREAM | sys.consts.SOCK_CLOEXEC, 0);
     const [fence, fenceEnd] = sys.pipe2(sys.consts.O_CLOEXEC | sys.consts.O_NONBLOCK);
-    this.generation++;
     // fd 3 of the child is its control socket, fd 4 its end of the I/O fence; nothing else is inherited (sandbox.ts).
     const child = spawnSandboxed(this.argv, ['ignore', 'inherit', 'inherit', theirs, fenceEnd], undefined, this.env);
     sys.close(theirs);
@@ -86,18 +114,56 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     if (child.pid === undefined) {
       sys.close(mine);
       sys.close(fence);
-      this.onDeath(`spawn failed`);
-      return;
+      return undefined;
     }
     child.on('error', () => undefined); // reported through the pidfd or the missing pid above
-    this.child = child;
-    this.fence = fence;
+    return { child: child as Instance['child'], control: mine, fence, pidfd: sys.pidfdOpen(child.pid) };
+  }
+
+  private spawnOnce(): void {
+    const spare = this.standby;
+    this.standby = undefined;
+    if (spare) this.reactor.remove(spare.key, spare.i.pidfd);
+    const i = spare?.i ?? this.launch();
+    this.generation++;
+    if (i === undefined) return this.onDeath('spawn failed');
+    this.child = i.child;
+    this.fence = i.fence;
     this.spawnedAt = Date.now();
-    this.pidfd = sys.pidfdOpen(child.pid);
+    this.pidfd = i.pidfd;
     // The pidfd becomes readable when the process exits, however it dies.
     this.pidfdKey = this.reactor.add(this.pidfd, sys.consts.EPOLLIN, () => this.onExit());
     this.health = 'up';
-    this.emit('spawned', this.generation, mine, child.pid);
+    this.emit('spawned', this.generation, i.control, i.child.pid);
+  }
+
+  /**
+   * The current instance answered Hello: its standby may start (see above), unless one waits
+   * already. The first instance's waits standbyAfterMs, out of the guest's boot.
+   */
+  up(): void {
+    const after = this.policy.standbyAfterMs;
+    if (after === undefined || this.standby !== undefined || this.standbyTimer !== undefined) return;
+    this.standbyTimer = setTimeout(() => {
+      this.standbyTimer = undefined;
+      if (this.health !== 'up' || this.standby !== undefined) return;
+      const i = this.launch();
+      if (i === undefined) return;
+      const key = this.reactor.add(i.pidfd, sys.consts.EPOLLIN, () => {
+        // It died waiting: dropped; the next instance's Hello starts another.
+        if (this.standby?.i !== i) return;
+        this.standby = undefined;
+        this.dropStandby(key, i);
+      });
+      this.standby = { i, key };
+    }, this.generation === 1 ? after : 0);
+  }
+
+  /** Ends a standby that never became an instance, and closes microhv's ends of it. */
+  private dropStandby(key: number, i: Instance): void {
+    this.reactor.remove(key, i.pidfd);
+    const domain = killSandboxed(i.pidfd, i.child.pid);
+    for (const fd of [i.pidfd, i.control, i.fence, ...(domain === undefined ? [] : [domain])]) sys.close(fd);
   }
 
   /**
@@ -195,6 +261,9 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   stop(): void {
     this.health = 'stopped';
     if (this.timer) clearTimeout(this.timer);
+    if (this.standbyTimer) clearTimeout(this.standbyTimer);
+    if (this.standby) this.dropStandby(this.standby.key, this.standby.i);
+    this.standby = undefined;
     this.kill();
   }
 }
