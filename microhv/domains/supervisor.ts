@@ -121,10 +121,10 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private spawnOnce(): void {
-    const spare = this.standby;
+    const waiting = this.standby;
     this.standby = undefined;
-    if (spare) this.reactor.remove(spare.key, spare.i.pidfd);
-    const i = spare?.i ?? this.launch();
+    if (waiting) this.reactor.remove(waiting.key, waiting.i.pidfd);
+    const i = waiting?.i ?? this.launch();
     this.generation++;
     if (i === undefined) return this.onDeath('spawn failed');
     this.child = i.child;
