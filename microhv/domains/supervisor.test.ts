@@ -137,13 +137,19 @@ describe('the standby instance', () => {
     for (const end = Date.now() + ms; !what(); await new Promise((r) => setTimeout(r, 10))) if (Date.now() > end) throw new Error('timed out');
   };
 
-  test('starts_standby_after_ms_after_the_first_instance_is_up_and_a_restart_hands_it_over', async () => {
+  /** A supervisor of a sleeping process with this standby delay, started and told its instance is up; the pids it hands over. */
+  function upWithStandby(standbyAfterMs: number): { sup: DomainSupervisor; pids: number[] } {
     reactor = new Reactor();
-    const sup = new DomainSupervisor(reactor, 'warm', sleeper, { ...policy, standbyAfterMs: 150 });
+    const sup = new DomainSupervisor(reactor, 'warm', sleeper, { ...policy, standbyAfterMs });
     const pids: number[] = [];
     sup.on('spawned', (_g, _fd, pid) => pids.push(pid));
     sup.start();
     sup.up();
+    return { sup, pids };
+  }
+
+  test('starts_standby_after_ms_after_the_first_instance_is_up_and_a_restart_hands_it_over', async () => {
+    const { sup, pids } = upWithStandby(150);
     await new Promise((r) => setTimeout(r, 60));
     expect(sup.standbyPid, 'not before standbyAfterMs').toBeUndefined();
     await until(() => sup.standbyPid !== undefined);
@@ -165,12 +171,7 @@ describe('the standby instance', () => {
   });
 
   test('a_standby_that_dies_waiting_is_dropped_and_the_next_up_starts_another', async () => {
-    reactor = new Reactor();
-    const sup = new DomainSupervisor(reactor, 'warm', sleeper, { ...policy, standbyAfterMs: 0 });
-    const spawned: number[] = [];
-    sup.on('spawned', (_g, _fd, pid) => spawned.push(pid));
-    sup.start();
-    sup.up();
+    const { sup, pids: spawned } = upWithStandby(0);
     await until(() => sup.standbyPid !== undefined);
     const first = sup.standbyPid!;
     process.kill(first, 'SIGKILL');
