@@ -114,7 +114,7 @@ describe('whose triple fault: the verdict from the probe\'s registers and the RA
 
   test('everything_delivery_touches_mapped_through_cr3_is_the_emulated_cpus_fault', () => {
     const v = emulatedCpuFault(machine(), parseRegs(LINE));
-    expect(v.verdict).toBe('verdict: the emulated CPU\'s: through CR3 0x1000 the RIP, the IDT\'s #DF and #PF entries, the GDT, the TSS and the stack are all mapped in RAM');
+    expect(v.verdict).toBe('verdict: the emulated CPU\'s: through CR3 0x1000 the RIP, the IDT\'s #DF and #PF entries, the GDT, the TSS and the stacks delivery pushes onto are all mapped in RAM');
     expect(v.emulated).toBe(true);
     expect(v.lines).toContain('0xfffffe00000000e0: PT[0] at 0xb000 = 0x8000000000100161: present (4 KiB page): the mapping is intact in RAM');
   });
@@ -125,7 +125,7 @@ describe('whose triple fault: the verdict from the probe\'s registers and the RA
     expect(v.verdict).toBe('verdict: the guest\'s: the IDT limit 0 does not cover the #PF and #DF entries');
     // The walks are made all the same: the post-mortem of a deliberate reset still shows them.
     expect(v.lines).toContain('through CR3 0x1000:');
-    expect(v.lines).toHaveLength(1 + 3 + 4 + 4 + 4 + 4 + 3);
+    expect(v.lines).toHaveLength(1 + 3 + 4 + 4 + 4 + 4 + 3 + 3); // the RIP, 4 tables, the #PF and #DF stacks
     // One entry short of #PF's end is not enough either.
     expect(emulatedCpuFault(machine(), parseRegs(LINE.replace('idtl=4095', 'idtl=238'))).emulated).toBe(false);
     expect(emulatedCpuFault(machine(), parseRegs(LINE.replace('idtl=4095', 'idtl=239'))).emulated).toBe(true);
@@ -138,13 +138,34 @@ describe('whose triple fault: the verdict from the probe\'s registers and the RA
       .toBe('verdict: the guest\'s: the IDT\'s #DF entry (0xfffffe0000000080) is not mapped through CR3 0x1000 (nor 1 more)');
     const zero = emulatedCpuFault(machine(), parseRegs(LINE.replace('cr3=0x1000', 'cr3=0x20000')));
     expect(zero.emulated).toBe(false);
-    expect(zero.verdict).toBe(`verdict: the guest's: the RIP (0x${RIP.toString(16)}) is not mapped through CR3 0x20000 (nor 5 more)`);
+    expect(zero.verdict).toBe(`verdict: the guest's: the RIP (0x${RIP.toString(16)}) is not mapped through CR3 0x20000 (nor 6 more)`);
   });
 
   test('the_stack_is_checked_below_rsp_where_delivery_pushes', () => {
     // RSP at the start of the direct map's first 2 MiB page: the first push lands in the unmapped page below.
     const v = emulatedCpuFault(machine(), parseRegs(LINE.replace('rsp=0xffff888000010f58', 'rsp=0xffff888000000000')));
-    expect(v.verdict).toBe('verdict: the guest\'s: the stack below RSP (0xffff887ffffffff8) is not mapped through CR3 0x1000');
+    // Both deliveries push there: no IST stack in either IDT entry, and the fault came from the kernel.
+    expect(v.verdict).toBe('verdict: the guest\'s: the #PF stack below RSP (0xffff887ffffffff8) is not mapped through CR3 0x1000 (nor 1 more)');
+  });
+
+  test('from_user_mode_the_fault_is_delivered_on_the_tss_rsp0_stack_not_the_user_one', () => {
+    const ram = machine();
+    const user = parseRegs(LINE.replace('cpl=0', 'cpl=3').replace('rsp=0xffff888000010f58', 'rsp=0x7fff00000000'));
+    // RSP0 (the TSS at 0x103000, offset 4) still 0: the push below it wraps to an unmapped address.
+    expect(emulatedCpuFault(ram, user).verdict).toBe('verdict: the guest\'s: the #PF stack below RSP0 (0xfffffffffffffff8) is not mapped through CR3 0x1000 (nor 1 more)');
+    ram.writeBigUInt64LE(0xffff888000010000n, 0x103004);
+    // The user stack, unmapped here, is not where delivery pushes.
+    expect(emulatedCpuFault(ram, user).emulated).toBe(true);
+  });
+
+  test('a_double_fault_with_an_ist_stack_needs_that_stack_mapped', () => {
+    const ram = machine();
+    ram[0x100000 + 8 * 16 + 4] = 1; // the #DF gate names IST1 (the IDT at 0x100000)
+    expect(emulatedCpuFault(ram, parseRegs(LINE)).verdict).toBe('verdict: the guest\'s: the #DF stack below IST1 (0xfffffffffffffff8) is not mapped through CR3 0x1000');
+    ram.writeBigUInt64LE(0xffff888000020000n, 0x103000 + 0x24);
+    const v = emulatedCpuFault(ram, parseRegs(LINE));
+    expect(v.emulated).toBe(true);
+    expect(v.lines).toContain('0xffff88800001fff8: PD[0] at 0xc000 = 0x80000000000000e3: present (2 MiB page): the mapping is intact in RAM');
   });
 
   test('missing_registers_or_no_64_bit_paging_give_no_emulated_verdict', () => {

@@ -141,6 +141,35 @@ function walk(ram: Buffer, table: number, rip: bigint, lines: string[], fetch = 
   return true;
 }
 
+/** The guest-physical address `va` maps to through the table at `cr3`, or undefined (not present, outside RAM). */
+function translate(ram: Buffer, cr3: bigint, va: bigint): number | undefined {
+  let table = Number(cr3 & ADDR);
+  for (let level = 0; level < 4; level++) {
+    if (table + PAGE > ram.length) return undefined;
+    const shift = BigInt(39 - 9 * level);
+    const e = entry(ram, table, Number((va >> shift) & 511n));
+    if ((e & PRESENT) === 0n) return undefined;
+    if (level === 3 || (level > 0 && (e & LARGE) !== 0n)) {
+      const span = 1n << shift;
+      const pa = Number((e & ADDR & ~(span - 1n)) | (va & (span - 1n)));
+      return pa < ram.length ? pa : undefined;
+    }
+    table = Number(e & ADDR);
+  }
+  return undefined;
+}
+
+/** `n` (at most 8) little-endian bytes at `va` through the table at `cr3`, or undefined where one does not map. */
+function readVirtual(ram: Buffer, cr3: bigint, va: bigint, n: number): bigint | undefined {
+  let v = 0n;
+  for (let i = 0; i < n; i++) {
+    const pa = translate(ram, cr3, va + BigInt(i));
+    if (pa === undefined) return undefined;
+    v |= BigInt(ram[pa]!) << BigInt(8 * i);
+  }
+  return v;
+}
+
 /** Registers as the shutdown probe prints them (`rip=0x... idtl=4095 ...`, shutdown-probe.ts), by name. */
 export function parseRegs(text: string): Map<string, bigint> {
   const regs = new Map<string, bigint>();
@@ -153,7 +182,7 @@ const EFER_LMA = 1n << 10n;
 /** The last byte of the IDT's #PF entry (vector 14, 16 bytes an entry in long mode); the #DF entry (8) lies below it. */
 const IDT_PF_END = 14n * 16n + 15n;
 /** The registers a verdict needs. */
-const VERDICT_REGS = ['rip', 'rsp', 'cr3', 'cr0', 'efer', 'idtb', 'idtl', 'gdtb', 'trb'] as const;
+const VERDICT_REGS = ['rip', 'rsp', 'cr3', 'cr0', 'efer', 'cpl', 'idtb', 'idtl', 'gdtb', 'trb'] as const;
 
 export interface Verdict {
   /** The walks through CR3. */
@@ -167,8 +196,9 @@ export interface Verdict {
 /**
  * Whose triple fault it was, from the vCPU's registers at the shutdown exit (the probe's) and its RAM. A
  * 64-bit guest whose IDT covers #PF and #DF, and through whose CR3 the RIP (a fetch), those two IDT
- * entries, the GDT, the TSS and the stack below RSP are all mapped in RAM, gave a real CPU nothing to
- * fault on: delivering the fault and the double fault would have worked. Such a fault is the emulated
+ * entries, the GDT, the TSS and the stacks their deliveries push onto (an IST stack, the TSS's RSP0
+ * from user mode, else below RSP) are all mapped in RAM, gave a real CPU nothing to fault on:
+ * delivering the fault and the double fault would have worked. Such a fault is the emulated
  * CPU's own (the test host's TCG with nested paging). Anything else is the guest's, or unknown:
  * a guest that resets on purpose (Linux's reboot=t loads an empty IDT), a table that lost an entry, a
  * CR3 on a page of zeros.
@@ -180,11 +210,19 @@ export function emulatedCpuFault(ram: Buffer, regs: ReadonlyMap<string, bigint>)
   const not = (why: string): Verdict => ({ lines, emulated: false, verdict: `verdict: the guest's: ${why}` });
   const lines: string[] = [];
   if ((r('cr0') & CR0_PG) === 0n || (r('efer') & EFER_LMA) === 0n) return not(`not in 64-bit paging (cr0 ${hex(r('cr0'))}, efer ${hex(r('efer'))})`);
-  const mask = (1n << 64n) - 1n;
-  const touched: ReadonlyArray<readonly [what: string, addr: bigint, fetch: boolean]> = [
+  const touched: Array<readonly [what: string, addr: bigint, fetch: boolean]> = [
     ['the RIP', r('rip'), true], ["the IDT's #DF entry", r('idtb') + 8n * 16n, false], ["the IDT's #PF entry", r('idtb') + 14n * 16n, false],
-    ['the GDT', r('gdtb'), false], ['the TSS', r('trb'), false], ['the stack below RSP', (r('rsp') - 8n) & mask, false],
+    ['the GDT', r('gdtb'), false], ['the TSS', r('trb'), false],
   ];
+  // The stack each of the two deliveries pushes onto: its IST stack when its IDT entry names one, else
+  // the TSS's RSP0 when the fault came from user mode, else RSP (read through CR3; an IDT entry or TSS
+  // that does not map is reported above).
+  for (const [name, vector] of [['#PF', 14n], ['#DF', 8n]] as const) {
+    const ist = Number((readVirtual(ram, r('cr3'), r('idtb') + vector * 16n + 4n, 1) ?? 0n) & 7n);
+    const [which, top] = ist !== 0 ? [`IST${ist}`, readVirtual(ram, r('cr3'), r('trb') + 0x24n + BigInt(ist - 1) * 8n, 8)]
+      : r('cpl') === 3n ? ['RSP0', readVirtual(ram, r('cr3'), r('trb') + 4n, 8)] : ['RSP', r('rsp')];
+    if (top !== undefined) touched.push([`the ${name} stack below ${which}`, (top - 8n) & ((1n << 64n) - 1n), false]);
+  }
   lines.push(`through CR3 ${hex(r('cr3'))}:`);
   const unmapped = touched.filter(([, addr, fetch]) => {
     const w = walkFromCr3(ram, r('cr3'), addr, fetch);
@@ -198,7 +236,7 @@ export function emulatedCpuFault(ram: Buffer, regs: ReadonlyMap<string, bigint>)
   }
   return {
     lines, emulated: true,
-    verdict: `verdict: the emulated CPU's: through CR3 ${hex(r('cr3'))} the RIP, the IDT's #DF and #PF entries, the GDT, the TSS and the stack are all mapped in RAM`,
+    verdict: `verdict: the emulated CPU's: through CR3 ${hex(r('cr3'))} the RIP, the IDT's #DF and #PF entries, the GDT, the TSS and the stacks delivery pushes onto are all mapped in RAM`,
   };
 }
 
