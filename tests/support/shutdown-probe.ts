@@ -85,10 +85,9 @@ export const enableShutdownProbe = (trace: string): string =>
   `probe=$(node dist/tests/support/shutdown-probe.js) && echo "$probe" >> ${trace}/kprobe_events && echo 1 > ${trace}/events/kvm_amd/tfregs/enable `
   + `|| echo 'shutdown-probe: not set'; `;
 
-/** Shell: prints the probe's registers of the first shutdown in `trace` as `vmcb: rip=...`; then `reg NAME` prints one (hex). */
+/** Shell: prints the probe's registers of the first shutdown in `trace` as `vmcb: rip=...`, and keeps them in `$regs` (for `pt-check --vmcb`). */
 export const readShutdownRegs = (trace: string): string =>
-  `regs=$(grep -m1 'tfregs:' ${trace}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `
-  + `reg() { echo " $regs" | grep -o " $1=0x[0-9a-f]*" | cut -d= -f2; }; `;
+  `regs=$(grep -m1 'tfregs:' ${trace}/trace | grep -o 'rip=.*'); echo "vmcb: $regs"; `;
 
 if (process.argv[1]?.endsWith('shutdown-probe.js')) {
   try {
