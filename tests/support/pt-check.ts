@@ -33,6 +33,8 @@ export interface PtCheck {
   readonly lines: string[];
   /** The RIP's mapping is present at every level; undefined when no kernel half was found. */
   readonly intact: boolean | undefined;
+  /** From walkFromCr3: the guest-physical address the walk reached, when it did. */
+  readonly pa?: number;
 }
 
 export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
@@ -88,10 +90,10 @@ export function checkKernelMapping(ram: Buffer, rip: bigint): PtCheck {
   }
 
   // The RIP's walk through the shared half, then through each copy that differs on its way.
-  let intact = walk(ram, ref, rip, lines);
+  let intact = walk(ram, ref, rip, lines) !== undefined;
   for (const at of odd) {
     lines.push(`the walk through the table at ${hex(at)}, whose entry ${top} differs:`);
-    intact = walk(ram, at, rip, lines) && intact;
+    intact = walk(ram, at, rip, lines) !== undefined && intact;
   }
   return { lines, intact };
 }
@@ -104,11 +106,15 @@ export function walkFromCr3(ram: Buffer, cr3: bigint, addr: bigint, fetch: boole
   const table = Number(cr3 & ADDR);
   if (table + PAGE > ram.length) return { lines: [`CR3 ${hex(cr3)} points outside RAM`], intact: false };
   const lines: string[] = [];
-  return { lines, intact: walk(ram, table, addr, lines, fetch) };
+  const pa = walk(ram, table, addr, lines, fetch);
+  return { lines, intact: pa !== undefined, pa };
 }
 
-/** Walks `rip` from the top-level table at `table`; true when it reaches a present page (and, for a fetch, an executable one). */
-function walk(ram: Buffer, table: number, rip: bigint, lines: string[], fetch = true): boolean {
+/**
+ * Walks `rip` from the top-level table at `table`: the guest-physical address it maps to when it
+ * reaches a present page (and, for a fetch, an executable one), else undefined.
+ */
+function walk(ram: Buffer, table: number, rip: bigint, lines: string[], fetch = true): number | undefined {
   const names = ['PML4', 'PDPT', 'PD', 'PT'];
   let nx = '';
   for (let level = 0; level < 4; level++) {
@@ -119,41 +125,24 @@ function walk(ram: Buffer, table: number, rip: bigint, lines: string[], fetch = 
       let nonzero = 0;
       for (let i = 0; i < 512; i++) if (entry(ram, table, i) !== 0n) nonzero++;
       lines.push(`${hex(rip)}: ${where}: not present (the table has ${nonzero} nonzero entries of 512)`);
-      return false;
+      return undefined;
     }
     if (!inRam(ram, e)) {
       lines.push(`${hex(rip)}: ${where}: points outside RAM`);
-      return false;
+      return undefined;
     }
     if (fetch && (e & NO_EXECUTE) !== 0n) nx ||= names[level]!;
     if (level === 3 || (level > 0 && (e & LARGE) !== 0n)) {
       const size = level === 3 ? '4 KiB' : level === 2 ? '2 MiB' : '1 GiB';
       if (nx) {
         lines.push(`${hex(rip)}: ${where}: present (${size} page) but not executable (NX in the ${nx} entry)`);
-        return false;
+        return undefined;
       }
       lines.push(`${hex(rip)}: ${where}: present (${size} page): the mapping is intact in RAM`);
-      return true;
+      const span = 1n << BigInt(39 - 9 * level);
+      return Number((e & ADDR & ~(span - 1n)) | (rip & (span - 1n)));
     }
     lines.push(`${hex(rip)}: ${where}`);
-    table = Number(e & ADDR);
-  }
-  return true;
-}
-
-/** The guest-physical address `va` maps to through the table at `cr3`, or undefined (not present, outside RAM). */
-function translate(ram: Buffer, cr3: bigint, va: bigint): number | undefined {
-  let table = Number(cr3 & ADDR);
-  for (let level = 0; level < 4; level++) {
-    if (table + PAGE > ram.length) return undefined;
-    const shift = BigInt(39 - 9 * level);
-    const e = entry(ram, table, Number((va >> shift) & 511n));
-    if ((e & PRESENT) === 0n) return undefined;
-    if (level === 3 || (level > 0 && (e & LARGE) !== 0n)) {
-      const span = 1n << shift;
-      const pa = Number((e & ADDR & ~(span - 1n)) | (va & (span - 1n)));
-      return pa < ram.length ? pa : undefined;
-    }
     table = Number(e & ADDR);
   }
   return undefined;
@@ -163,8 +152,8 @@ function translate(ram: Buffer, cr3: bigint, va: bigint): number | undefined {
 function readVirtual(ram: Buffer, cr3: bigint, va: bigint, n: number): bigint | undefined {
   let v = 0n;
   for (let i = 0; i < n; i++) {
-    const pa = translate(ram, cr3, va + BigInt(i));
-    if (pa === undefined) return undefined;
+    const pa = walkFromCr3(ram, cr3, va + BigInt(i), false).pa;
+    if (pa === undefined || pa >= ram.length) return undefined;
     v |= BigInt(ram[pa]!) << BigInt(8 * i);
   }
   return v;
