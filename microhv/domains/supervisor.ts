@@ -149,18 +149,17 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
       if (this.health !== 'up' || this.standby !== undefined) return;
       const i = this.launch();
       if (i === undefined) return;
-      const key = this.reactor.add(i.pidfd, sys.consts.EPOLLIN, () => {
-        // It died waiting: dropped; the next instance's Hello starts another.
-        if (this.standby?.i !== i) return;
-        this.standby = undefined;
-        this.dropStandby(key, i);
-      });
+      // It died waiting: dropped; the next instance's Hello starts another.
+      const key = this.reactor.add(i.pidfd, sys.consts.EPOLLIN, () => { if (this.standby?.i === i) this.dropStandby(); });
       this.standby = { i, key };
     }, this.generation === 1 ? after : 0);
   }
 
-  /** Ends a standby that never became an instance, and closes microhv's ends of it. */
-  private dropStandby(key: number, i: Instance): void {
+  /** Ends the standby, if one waits (it never became an instance), and closes microhv's ends of it. */
+  private dropStandby(): void {
+    if (this.standby === undefined) return;
+    const { i, key } = this.standby;
+    this.standby = undefined;
     this.reactor.remove(key, i.pidfd);
     const domain = killSandboxed(i.pidfd, i.child.pid);
     for (const fd of [i.pidfd, i.control, i.fence, ...(domain === undefined ? [] : [domain])]) sys.close(fd);
@@ -262,8 +261,7 @@ export class DomainSupervisor extends EventEmitter<SupervisorEvents> {
     this.health = 'stopped';
     if (this.timer) clearTimeout(this.timer);
     if (this.standbyTimer) clearTimeout(this.standbyTimer);
-    if (this.standby) this.dropStandby(this.standby.key, this.standby.i);
-    this.standby = undefined;
+    this.dropStandby();
     this.kill();
   }
 }
